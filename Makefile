@@ -1,0 +1,52 @@
+# The documented entry points. Each target is a thin wrapper around a command that also works
+# without make (see README.md). `make demo` and `make test` set up .venv themselves.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The torch build to install; CI and this project's machines take 2.14.1 from a local cache.
+# On a cluster, e.g.: make install TORCH_SPEC="torch torchvision" (any torch >= 2.4 works).
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+STAMP := $(VENV)/.installed
+# Tests and the demo never talk to W&B: an API key in the environment makes wandb retry the
+# network forever on a machine without it.
+QUIET_WANDB := env -u WANDB_API_KEY WANDB_MODE=disabled WANDB_SILENT=true
+SCALE ?= paper
+LAUNCHER ?= local
+RESULTS ?= results/$(SCALE)
+
+.PHONY: help install test lint demo bench reproduce-table1 table1 clean
+
+help:  ## list the targets
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+install: $(STAMP)  ## create .venv with the library, the suite and the test tools
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet $(TORCH_SPEC)
+	$(BIN)/pip install --quiet -e ".[all]"
+	touch $(STAMP)
+
+test: install  ## run the test suite on the CPU (GPU tests skip themselves)
+	$(QUIET_WANDB) $(BIN)/python -m pytest
+
+lint: install  ## ruff
+	$(BIN)/ruff check nero tasks scripts tests hydra_plugins
+
+demo: install  ## the Table 1 pipeline end to end at smoke scale on this machine -> results/demo/
+	$(QUIET_WANDB) $(BIN)/python scripts/reproduce_table1.py --scale smoke --out results/demo \
+		--lrs 0.001,0.01,0.1 --launcher local
+
+reproduce-table1: install  ## all six Table 1 sweeps (SCALE=paper, LAUNCHER=local|slurm), then the table
+	$(BIN)/python scripts/reproduce_table1.py --scale $(SCALE) --out $(RESULTS) --launcher $(LAUNCHER)
+
+table1: install  ## aggregate the records under RESULTS into Table 1, the appendix table and figures
+	$(BIN)/python scripts/aggregate.py $(RESULTS)
+
+bench: install  ## optimiser-step and runner-overhead benchmarks (ratios measured in one process)
+	$(BIN)/python scripts/bench_optim.py
+	$(QUIET_WANDB) $(BIN)/python scripts/bench_runner.py
+
+clean:  ## remove caches and local outputs (never results/paper)
+	rm -rf outputs multirun .pytest_cache .ruff_cache results/demo
+	find . -name __pycache__ -prune -exec rm -rf {} +

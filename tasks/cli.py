@@ -1,0 +1,57 @@
+"""The Hydra entry point behind ``scripts/train.py``: one run, or a sweep with ``-m``.
+
+    python scripts/train.py task=mnist_mlp optimizer=nero optimizer.lr=0.01 seed=0 scale=smoke
+    python scripts/train.py -m +experiment=table1/cifar10_vgg11
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from .errors import UserError
+from .records import format_lr
+
+# Used by conf/config.yaml to build run directories that match records.run_dir().
+if not OmegaConf.has_resolver("lr_fmt"):
+    OmegaConf.register_new_resolver("lr_fmt", format_lr)
+
+
+def _multirun() -> bool:
+    try:
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except ValueError:
+        return False
+
+
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+@hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> dict[str, Any] | None:
+    """Train one cell; returns a summary that the two-stage sweeper reads."""
+    from .runner import Interrupted, run
+
+    try:
+        record = run(cfg)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        if _multirun():
+            return {"status": "error", "reason": str(err)}
+        sys.exit(2)
+    except Interrupted as err:
+        print(f"interrupted ({err}); run the same command again to resume", file=sys.stderr)
+        if _multirun():
+            return {"status": "interrupted", "reason": str(err)}
+        sys.exit(3)
+    summary = {k: record.get(k) for k in ("status", "reason", "task", "optimizer", "lr", "seed",
+                                          "metric", "goal", "final", "best", "_path")}
+    if record["status"] == "failed" and not _multirun():
+        sys.exit(1)
+    return summary

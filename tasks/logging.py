@@ -1,0 +1,124 @@
+"""Progress display and the W&B mirror of a run (the JSON record is always the source of truth)."""
+
+from __future__ import annotations
+
+import json
+import netrc
+import os
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+class Progress:
+    """A live bar on a terminal; one line per epoch (and per ``every_s`` seconds) in a log file."""
+
+    def __init__(self, total: int, initial: int, desc: str, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.interactive = enabled and sys.stderr.isatty()
+        self.total = total
+        self.done = initial
+        self.desc = desc
+        self.bar = None
+        self._last_line = time.monotonic()
+        if self.interactive:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True,
+                            leave=False)
+
+    def update(self, n: int, values: Mapping[str, Any] | None) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+            if values:
+                self.bar.set_postfix({k: _fmt(v) for k, v in values.items()}, refresh=False)
+
+    def line(self, text: str) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.write(text, file=sys.stderr)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def wandb_credentials() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+class WandbMirror:
+    """Mirrors a run to W&B: online with credentials, offline without, never blocking for long."""
+
+    def __init__(self, cfg: DictConfig, identity: Mapping[str, Any], config: dict[str, Any],
+                 run_dir: Path, say: Any) -> None:
+        self.run = None
+        try:
+            import wandb
+        except ImportError:
+            say("W&B: the wandb package is missing; logging to the JSON record only")
+            return
+        mode = os.environ.get("WANDB_MODE")
+        if mode is None:
+            mode = cfg.get("mode") or ("online" if wandb_credentials() else "offline")
+            if mode == "offline":
+                say(f"W&B: no credentials found, logging offline to {run_dir}/wandb "
+                    "(upload later with `wandb sync`)")
+        group = f"{identity['sweep']}/{identity['scale']}/{identity['task']}"
+        name = (f"{identity['task']}-{identity['optimizer']}-lr{identity['lr']:g}"
+                f"-s{identity['seed']}")
+        try:
+            self.run = wandb.init(
+                project=cfg.get("project") or "nero-repro",
+                entity=cfg.get("entity"),
+                group=group,
+                job_type=str(identity["task"]),
+                name=name,
+                tags=[str(identity["optimizer"]), f"lr={identity['lr']:g}", str(identity["scale"]),
+                      str(identity["sweep"])],
+                config={"identity": dict(identity), **config},
+                dir=str(run_dir),
+                mode=mode,
+                reinit="finish_previous",
+                settings=wandb.Settings(init_timeout=int(cfg.get("init_timeout", 60)),
+                                        console="off", silent=True),
+            )
+        except Exception as err:
+            say(f"W&B: could not start ({type(err).__name__}: {err}); JSON record only")
+            self.run = None
+
+    def log(self, metrics: Mapping[str, Any], step: int) -> None:
+        if self.run is not None:
+            self.run.log(dict(metrics), step=step)
+
+    def finish(self, record: Mapping[str, Any] | None, exit_code: int = 0) -> None:
+        if self.run is None:
+            return
+        if record is not None:
+            self.run.summary.update({
+                "status": record["status"],
+                "final": record.get("final"),
+                "best": record.get("best"),
+                "nero_record": json.dumps({k: v for k, v in record.items() if k != "_path"}),
+            })
+        self.run.finish(exit_code=exit_code)
+        self.run = None

@@ -1,0 +1,1 @@
+"""Every model of the paper's experiments, built from standard PyTorch modules."""

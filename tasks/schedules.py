@@ -1,0 +1,70 @@
+"""Learning-rate schedules as pure functions of the position in training.
+
+The runner sets every param group's lr to ``base_lr * lr_factor(...)`` before each optimiser
+step. A schedule has no state of its own, so resuming needs nothing but the step counters,
+and each formula below can be read against EXPERIMENTS.md.
+
+Positions: ``it`` is the 0-based index of the current training item (minibatch or PPO update)
+counted from the start of training, ``epoch`` the 0-based index of the current epoch, ``spe`` the
+number of items per epoch and ``epochs`` the number of epochs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from .errors import UserError
+
+KINDS = ("constant", "warmup_multistep", "exponential", "step", "triangular", "linear",
+         "warmup_cosine")
+
+
+def lr_factor(spec: Mapping[str, Any], *, it: int, epoch: int, spe: int, epochs: int) -> float:
+    kind = spec["kind"]
+    if kind == "constant":
+        return 1.0
+    if kind == "warmup_multistep":
+        # E3 (CIFAR): before the k-th step of the first `warmup_epochs` epochs (k = it + 1),
+        # lr = base * k / (warmup_epochs * spe); afterwards base * gamma^m, m = number of
+        # milestones <= the 1-based epoch number.
+        warm = int(spec["warmup_epochs"])
+        if epoch < warm:
+            return (it + 1) / (warm * spe)
+        return float(spec["gamma"]) ** sum(1 for m in spec["milestones"] if m <= epoch + 1)
+    if kind == "exponential":
+        # E2 (MNIST): lr_e = lr_0 * gamma^e.
+        return float(spec["gamma"]) ** epoch
+    if kind == "step":
+        # E4 (cGAN: /10 from epoch index 100), E5 (Wikitext-2: /10 after 10 epochs).
+        return float(spec["gamma"]) ** sum(1 for m in spec["milestones"] if epoch >= m)
+    if kind == "triangular":
+        # E6 (translation): lr_k = lr_max * 2 * min((k + 1) / E, (E - 1 - k) / E).
+        return 2.0 * min((epoch + 1) / epochs, (epochs - 1 - epoch) / epochs)
+    if kind == "linear":
+        # E7 (PPO): lr_j = lr_0 * (1 - j / J) with one PPO update per epoch.
+        return 1.0 - epoch / epochs
+    if kind == "warmup_cosine":
+        # E8 (ImageNet): lr = base * it / W during the first `warmup_epochs` (the very first
+        # step uses 0), then base * (1 + cos(pi * it / T)) / 2 with T all iterations.
+        warm = int(spec["warmup_epochs"]) * spe
+        if it < warm:
+            return it / warm
+        return 0.5 * (1.0 + math.cos(math.pi * it / (epochs * spe)))
+    raise UserError(f"unknown schedule kind {kind!r}: choose one of {', '.join(KINDS)}")
+
+
+def check(spec: Mapping[str, Any]) -> None:
+    """Fail early, with a clear message, on a malformed schedule."""
+    if spec.get("kind") not in KINDS:
+        raise UserError(f"unknown schedule kind {spec.get('kind')!r}: choose one of {', '.join(KINDS)}")
+    needs = {
+        "warmup_multistep": ("warmup_epochs", "gamma", "milestones"),
+        "exponential": ("gamma",),
+        "step": ("gamma", "milestones"),
+        "warmup_cosine": ("warmup_epochs",),
+    }.get(spec["kind"], ())
+    missing = [k for k in needs if k not in spec]
+    if missing:
+        raise UserError(f"schedule {spec['kind']!r} needs {', '.join(missing)} in task.schedule")

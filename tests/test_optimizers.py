@@ -1,0 +1,514 @@
+"""The optimiser library: reference semantics, invariants, resumption and edge cases."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from nero import LAMB, Madam, Nero
+from tests.reference_optim import RefLamb, RefMadam, RefNeroAbl, sigma_b
+
+
+class Mixed(nn.Module):
+    """Linear, Conv2d, Embedding, LayerNorm gain and bias, and plain biases in one model."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(20, 8)
+        self.ln = nn.LayerNorm(8)
+        self.fc1 = nn.Linear(8, 16)
+        self.conv = nn.Conv2d(2, 4, 3, padding=1)
+        self.fc2 = nn.Linear(64, 16)
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, tokens: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        a = torch.relu(self.fc1(self.ln(self.emb(tokens))))
+        b = torch.relu(self.fc2(torch.relu(self.conv(images)).flatten(1)))
+        return self.head(a + b)
+
+
+def batch(step: int, dtype=torch.float32):
+    g = torch.Generator().manual_seed(1000 + step)
+    tokens = torch.randint(0, 20, (32,), generator=g)
+    images = torch.randn(32, 2, 4, 4, generator=g).to(dtype)
+    labels = torch.randint(0, 5, (32,), generator=g)
+    return tokens, images, labels
+
+
+def loss_of(model, step, dtype=torch.float32):
+    tokens, images, labels = batch(step, dtype)
+    return nn.functional.cross_entropy(model(tokens, images), labels)
+
+
+def twin_models(dtype=torch.float32, seed=0):
+    torch.manual_seed(seed)
+    a = Mixed().to(dtype)
+    b = copy.deepcopy(a)
+    return a, b
+
+
+def run_pair(ours, mine_model, ref, ref_model, steps, dtype=torch.float32):
+    for t in range(steps):
+        for model in (mine_model, ref_model):
+            for p in model.parameters():
+                p.grad = None
+            loss_of(model, t, dtype).backward()
+        ours.step()
+        ref.step()
+
+
+def max_rel_diff(m1, m2):
+    worst = 0.0
+    for p, q in zip(m1.parameters(), m2.parameters()):
+        worst = max(worst, ((p - q).abs().max() / q.abs().max().clamp_min(1e-12)).item())
+    return worst
+
+
+# -- reference agreement -----------------------------------------------------------------------
+@pytest.mark.parametrize("c1,c2", [(True, True), (False, False), (True, False), (False, True)])
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
+def test_nero_matches_reference(c1, c2, dtype, tol):
+    mine, ref_model = twin_models(dtype)
+    opt = Nero(mine.parameters(), lr=0.01, mean_constraint=c1, norm_constraint=c2)
+    ref = RefNeroAbl(ref_model.parameters(), lr=0.01, c1=c1, c2=c2)
+    assert max_rel_diff(mine, ref_model) < tol  # the construction-time projection
+    run_pair(opt, mine, ref, ref_model, 30, dtype)
+    assert max_rel_diff(mine, ref_model) < tol
+
+
+def test_nero_constraints_flag_is_both_switches():
+    mine, ref_model = twin_models()
+    opt = Nero(mine.parameters(), lr=0.02, constraints=False)
+    ref = RefNeroAbl(ref_model.parameters(), lr=0.02, c1=False, c2=False)
+    run_pair(opt, mine, ref, ref_model, 20)
+    assert max_rel_diff(mine, ref_model) < 1e-5
+
+
+@pytest.mark.parametrize("constraints", [False, True])
+def test_madam_matches_reference(constraints):
+    mine, ref_model = twin_models(torch.float64)
+    opt = Madam(mine.parameters(), lr=0.02, constraints=constraints)
+    ref = RefMadam(ref_model.parameters(), lr=0.02, constraints=constraints)
+    run_pair(opt, mine, ref, ref_model, 25, torch.float64)
+    assert max_rel_diff(mine, ref_model) < 1e-10
+
+
+@pytest.mark.parametrize("betas", [(0.0, 0.999), (0.9, 0.999)])
+@pytest.mark.parametrize("constraints", [False, True])
+@pytest.mark.parametrize("foreach", [False, True])
+def test_lamb_matches_reference(betas, constraints, foreach):
+    dtype = torch.float64 if not foreach else torch.float32
+    tol = 1e-10 if dtype == torch.float64 else 1e-5
+    mine, ref_model = twin_models(dtype)
+    opt = LAMB(mine.parameters(), lr=0.02, betas=betas, constraints=constraints, foreach=foreach)
+    ref = RefLamb(ref_model.parameters(), lr=0.02, betas=betas, constraints=constraints)
+    run_pair(opt, mine, ref, ref_model, 25, dtype)
+    assert max_rel_diff(mine, ref_model) < tol
+
+
+def test_lamb_clamps_weight_norm_at_ten():
+    w = nn.Parameter(torch.full((400, 400), 1.0))  # norm 400
+    opt = LAMB([w], lr=0.01, betas=(0.0, 0.999))
+    w.grad = torch.randn(400, 400)
+    before = w.detach().clone()
+    opt.step()
+    rel = ((w - before).norm() / before.norm()).item()
+    assert rel == pytest.approx(0.01 * 10 / 400, rel=1e-4)
+
+
+def test_lamb_zero_tensor_trust_ratio_is_one():
+    b = nn.Parameter(torch.zeros(5))
+    opt = LAMB([b], lr=0.01, betas=(0.0, 0.999))
+    b.grad = torch.tensor([1.0, -2.0, 3.0, 0.5, -0.1])
+    opt.step()
+    # beta1 = 0 and no bias correction: |u| = 1/sqrt(1 - beta2) per element.
+    expected = -0.01 * torch.sign(b.grad) / ((1 - 0.999) ** 0.5 + 1e-6 / b.grad.abs())
+    assert torch.allclose(b.detach(), expected, rtol=1e-4)
+
+
+# -- invariants --------------------------------------------------------------------------------
+def neuron_stats(p):
+    rows = p.detach().reshape(p.shape[0], -1)
+    return rows.mean(1), rows.norm(dim=1)
+
+
+def test_nero_balanced_neurons_after_construction_and_every_step():
+    model, _ = twin_models()
+    opt = Nero(model.parameters(), lr=0.05)
+    for t in range(15):
+        for p in model.parameters():
+            if p.dim() > 1:
+                mean, norm = neuron_stats(p)
+                assert mean.abs().max() < 1e-6
+                assert (norm - 1).abs().max() < 1e-5
+        opt.zero_grad()
+        loss_of(model, t).backward()
+        opt.step()
+
+
+def test_nero_per_neuron_relative_step_is_lr():
+    torch.manual_seed(0)
+    layer = nn.Linear(256, 64)
+    opt = Nero(layer.parameters(), lr=0.01)
+    w0 = layer.weight.detach().clone()
+    b0 = layer.bias.detach().clone()
+    layer.weight.grad = torch.randn(64, 256)
+    layer.bias.grad = torch.randn(64)
+    opt.step()
+    rel = (layer.weight.detach() - w0).norm(dim=1)  # rows have unit norm
+    assert ((rel - 0.01).abs() / 0.01).max() < 0.05
+    # 1-D tensors: on the first step each entry moves by exactly lr * sigma_b * sign(g).
+    step = layer.bias.detach() - b0
+    expected = -0.01 * sigma_b(b0) * torch.sign(layer.bias.grad)
+    assert torch.allclose(step, expected, rtol=1e-5, atol=1e-9)
+    # Later steps with gradients of steady size keep the relative step close to lr.
+    for _ in range(20):
+        w_prev = layer.weight.detach().clone()
+        layer.weight.grad = torch.randn(64, 256)
+        opt.step()
+        rel = (layer.weight.detach() - w_prev).norm(dim=1)
+        assert rel.mean().item() == pytest.approx(0.01, rel=0.25)
+
+
+def test_nero_scale_rule():
+    torch.manual_seed(0)
+    lin = nn.Linear(784, 784)  # many biases, so their mean |b| is close to 0.5/sqrt(784)
+    ln = nn.LayerNorm(10)
+    zero = nn.Parameter(torch.zeros(7))
+    expected_bias = lin.bias.detach().abs().mean().item()
+    opt = Nero([*lin.parameters(), *ln.parameters(), zero], norm_constraint=False)
+    st = opt.state
+    assert st[lin.bias]["scale"] == pytest.approx(expected_bias)
+    assert expected_bias == pytest.approx(0.5 / 784**0.5, rel=0.05)
+    assert st[ln.weight]["scale"] == 1.0
+    assert st[ln.bias]["scale"] == 0.01
+    assert st[zero]["scale"] == 0.01
+    # Without the norm constraint the scale is the frozen mean row norm of the (centred) init.
+    assert st[lin.weight]["scale"] == pytest.approx(lin.weight.detach().norm(dim=1).mean().item())
+    tuned = Nero(nn.Linear(4, 3).parameters(), bias_scale=1.0)
+    assert [s["scale"] for s in tuned.state.values()] == [1.0, 1.0]
+
+
+def test_nero_state_is_one_float_per_neuron():
+    model = nn.Sequential(nn.Conv2d(3, 16, 3), nn.BatchNorm2d(16), nn.Flatten(), nn.Linear(16, 10))
+    opt = Nero(model.parameters())
+    units = 16 + 16 + 16 + 16 + 10 + 10  # conv W, conv b, BN gain, BN bias, fc W, fc b
+    state_elems = sum(s["v"].numel() for s in opt.state.values())
+    assert state_elems == units
+
+
+# -- torch.optim behaviour ---------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda ps: Nero(ps, lr=0.01),
+        lambda ps: Nero(ps, lr=0.01, mean_constraint=False),
+        lambda ps: Madam(ps, lr=0.01, constraints=True),
+        lambda ps: LAMB(ps, lr=0.01, betas=(0.0, 0.999)),
+    ],
+    ids=["nero", "nero-nomean", "madam-cs", "lamb"],
+)
+def test_state_dict_round_trip_resumes_bit_exactly(make):
+    a, _ = twin_models()
+    opt_a = make(a.parameters())
+    for t in range(5):
+        opt_a.zero_grad()
+        loss_of(a, t).backward()
+        opt_a.step()
+    b = copy.deepcopy(a)
+    opt_b = make(b.parameters())  # construction re-projects b: harmless, b is then overwritten
+    b.load_state_dict(a.state_dict())
+    opt_b.load_state_dict(copy.deepcopy(opt_a.state_dict()))
+    for t in range(5, 25):
+        for model, opt in ((a, opt_a), (b, opt_b)):
+            opt.zero_grad()
+            loss_of(model, t).backward()
+            opt.step()
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_hyperparameters_live_in_param_groups():
+    opt = Nero(nn.Linear(3, 2).parameters(), lr=0.02, beta=0.9)
+    group = opt.state_dict()["param_groups"][0]
+    assert group["lr"] == 0.02 and group["beta"] == 0.9
+    assert group["mean_constraint"] and group["norm_constraint"]
+
+
+def test_per_group_hyperparameters():
+    torch.manual_seed(0)
+    fast, slow = nn.Linear(128, 32), nn.Linear(128, 32)
+    opt = Nero([{"params": fast.parameters(), "lr": 0.04}, {"params": slow.parameters()}], lr=0.01)
+    w_fast, w_slow = fast.weight.detach().clone(), slow.weight.detach().clone()
+    fast.weight.grad, slow.weight.grad = torch.randn(32, 128), torch.randn(32, 128)
+    opt.step()
+    step_fast = (fast.weight.detach() - w_fast).norm(dim=1).mean()
+    step_slow = (slow.weight.detach() - w_slow).norm(dim=1).mean()
+    assert (step_fast / step_slow).item() == pytest.approx(4.0, rel=0.05)
+
+
+def test_group_constraints_key_sets_both_switches():
+    free, bound = nn.Linear(8, 4), nn.Linear(8, 4)
+    w_free = free.weight.detach().clone()
+    opt = Nero([{"params": free.parameters(), "constraints": False}, {"params": bound.parameters()}])
+    assert not opt.param_groups[0]["mean_constraint"] and not opt.param_groups[0]["norm_constraint"]
+    assert torch.equal(free.weight.detach(), w_free)  # not projected
+    assert (bound.weight.detach().norm(dim=1) - 1).abs().max() < 1e-6
+
+
+def test_closure_and_lr_scheduler():
+    model, _ = twin_models()
+    opt = Nero(model.parameters(), lr=0.01)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.1)
+
+    def closure():
+        opt.zero_grad()
+        loss = loss_of(model, 0)
+        loss.backward()
+        return loss
+
+    losses = []
+    for _ in range(4):
+        losses.append(opt.step(closure).item())
+        sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-4)
+    assert losses[-1] < losses[0]
+
+
+def test_parameters_without_gradients_are_skipped_and_can_start_late():
+    torch.manual_seed(0)
+    used, late = nn.Linear(8, 4), nn.Linear(8, 4)
+    opt = Nero([*used.parameters(), *late.parameters()], lr=0.01)
+    w_late = late.weight.detach().clone()
+    for _ in range(3):
+        opt.zero_grad()
+        used(torch.randn(5, 8)).sum().backward()
+        opt.step()
+    assert torch.equal(late.weight.detach(), w_late)
+    assert opt.state[late.weight]["step"] == 0
+    opt.zero_grad()
+    (used(torch.randn(5, 8)).sum() + late(torch.randn(5, 8)).sum()).backward()
+    opt.step()
+    assert opt.state[late.weight]["step"] == 1
+    assert not torch.equal(late.weight.detach(), w_late)
+    # Its first step is a full relative step of lr (bias correction counts its own steps).
+    assert (late.weight.detach() - w_late).norm(dim=1).mean().item() == pytest.approx(0.01, rel=0.1)
+
+
+def test_add_param_group_initialises_state():
+    opt = Nero(nn.Linear(4, 4).parameters())
+    extra = nn.Linear(6, 3)
+    opt.add_param_group({"params": extra.parameters(), "lr": 0.1})
+    assert (extra.weight.detach().norm(dim=1) - 1).abs().max() < 1e-6
+    assert opt.state[extra.bias]["step"] == 0
+
+
+@pytest.mark.parametrize("cls", [Nero, Madam, LAMB])
+def test_sparse_gradients_are_rejected(cls):
+    emb = nn.Embedding(10, 4, sparse=True)
+    opt = cls(emb.parameters(), lr=0.01)
+    emb(torch.tensor([1, 2])).sum().backward()
+    with pytest.raises(RuntimeError, match="sparse"):
+        opt.step()
+
+
+@pytest.mark.parametrize("cls", [Nero, Madam, LAMB])
+@pytest.mark.parametrize("lr", [0.0, -0.1, float("nan")])
+def test_invalid_learning_rate(cls, lr):
+    with pytest.raises(ValueError, match="learning rate"):
+        cls(nn.Linear(2, 2).parameters(), lr=lr)
+
+
+@pytest.mark.parametrize("beta", [-0.1, 1.0, 1.5])
+def test_invalid_beta(beta):
+    with pytest.raises(ValueError, match="beta"):
+        Nero(nn.Linear(2, 2).parameters(), beta=beta)
+    with pytest.raises(ValueError, match="beta"):
+        LAMB(nn.Linear(2, 2).parameters(), betas=(beta, 0.999))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("cls", [Nero, Madam, LAMB])
+def test_low_precision_params_keep_fp32_state(cls, dtype):
+    torch.manual_seed(0)
+    model = nn.Linear(16, 8).to(dtype)
+    opt = cls(model.parameters(), lr=0.01)
+    for _ in range(3):
+        opt.zero_grad()
+        model(torch.randn(4, 16, dtype=dtype)).float().pow(2).mean().backward()
+        opt.step()
+    for state in opt.state.values():
+        for value in state.values():
+            if isinstance(value, torch.Tensor) and value.is_floating_point():
+                assert value.dtype == torch.float32
+    assert all(p.dtype == dtype and torch.isfinite(p).all() for p in model.parameters())
+    fresh = cls(copy.deepcopy(model).parameters(), lr=0.01)
+    fresh.load_state_dict(opt.state_dict())
+    for state in fresh.state.values():
+        for value in state.values():
+            if isinstance(value, torch.Tensor) and value.is_floating_point():
+                assert value.dtype == torch.float32
+
+
+# -- degenerate neurons and non-finite gradients ----------------------------------------------
+def test_degenerate_neurons_stay_finite():
+    fan_in_one = nn.Linear(1, 4)
+    equal_rows = nn.Linear(5, 3)
+    with torch.no_grad():
+        equal_rows.weight.fill_(0.7)
+        equal_rows.weight[1].zero_()
+    opt = Nero([*fan_in_one.parameters(), *equal_rows.parameters()], lr=0.01)
+    # Fan-in 1: not centred (impossible), only normalised to +-1.
+    assert torch.equal(fan_in_one.weight.detach().abs(), torch.ones(4, 1))
+    # All-equal and zero rows centre to zero and stay zero until they get a gradient.
+    assert torch.equal(equal_rows.weight.detach(), torch.zeros(3, 5))
+    for _ in range(5):
+        opt.zero_grad()
+        x = torch.randn(8, 5)
+        (fan_in_one(x[:, :1]).pow(2).sum() + equal_rows(x).pow(2).sum()).backward()
+        opt.step()
+        for p in (*fan_in_one.parameters(), *equal_rows.parameters()):
+            assert torch.isfinite(p).all()
+    assert (equal_rows.weight.detach().norm(dim=1) - 1).abs().max() < 1e-5
+
+
+def test_rows_without_gradient_get_no_update():
+    emb = nn.Embedding(1000, 16)
+    opt = Nero(emb.parameters(), lr=0.01)
+    before = emb.weight.detach().clone()
+    direction = torch.randn(10, 16)  # not parallel to the rows, so the projection keeps it
+    for _ in range(3):
+        opt.zero_grad()
+        (emb(torch.arange(10)) * direction).sum().backward()
+        opt.step()
+    assert torch.allclose(emb.weight.detach()[10:], before[10:], atol=1e-6)
+    assert not torch.allclose(emb.weight.detach()[:10], before[:10])
+
+
+@pytest.mark.parametrize("cls", [Nero, Madam])
+def test_nonfinite_gradient_warns_and_does_not_freeze(cls):
+    torch.manual_seed(0)
+    layer = nn.Linear(8, 4)
+    opt = cls(layer.parameters(), lr=0.01)
+    layer.weight.grad = torch.randn(4, 8)
+    layer.weight.grad[1, 3] = float("nan")
+    layer.bias.grad = torch.tensor([1.0, float("inf"), 1.0, 1.0])
+    before = layer.weight.detach().clone()
+    with pytest.warns(RuntimeWarning, match="non-finite gradient"):
+        opt.step()
+    assert torch.isfinite(layer.weight).all() and torch.isfinite(layer.bias).all()
+    if cls is Nero:
+        assert torch.allclose(layer.weight.detach()[1], before[1], atol=1e-6)  # re-projected only
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        layer.weight.grad = torch.randn(4, 8)
+        layer.bias.grad = torch.randn(4)
+        row = layer.weight.detach()[1].clone()
+        opt.step()
+    assert not torch.equal(layer.weight.detach()[1], row)  # not frozen
+    assert opt.nonfinite_count >= 2
+
+
+def test_channels_last_conv_matches_contiguous():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 8, 3)
+    twin = copy.deepcopy(conv).to(memory_format=torch.channels_last)
+    opt_a, opt_b = Nero(conv.parameters()), Nero(twin.parameters())
+    for t in range(5):
+        x = torch.randn(2, 3, 6, 6, generator=torch.Generator().manual_seed(t))
+        for m, o in ((conv, opt_a), (twin, opt_b)):
+            o.zero_grad()
+            m(x.contiguous(memory_format=torch.channels_last)).pow(2).mean().backward()
+            o.step()
+    assert torch.allclose(conv.weight, twin.weight, atol=1e-6)
+
+
+# -- the fused (compiled) path ---------------------------------------------------------------
+@pytest.mark.slow
+def test_fused_path_matches_plain_path():
+    plain, fused = twin_models()
+    fused = fused.to(memory_format=torch.channels_last)
+    opt_plain = Nero(plain.parameters(), lr=0.01, fused=False)
+    opt_fused = Nero(fused.parameters(), lr=0.01, fused=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a compile failure would fall back
+        for t in range(20):
+            for model, opt in ((plain, opt_plain), (fused, opt_fused)):
+                opt.zero_grad()
+                loss_of(model, t).backward()
+                opt.step()
+    assert max_rel_diff(fused, plain) < 1e-5
+    for p in fused.parameters():
+        if p.dim() > 1:
+            mean, norm = neuron_stats(p.contiguous())
+            assert mean.abs().max() < 1e-6 and (norm - 1).abs().max() < 1e-5
+    for p, q in zip(plain.parameters(), fused.parameters()):
+        assert torch.allclose(opt_plain.state[p]["v"], opt_fused.state[q]["v"], rtol=1e-5)
+
+
+# -- training ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda ps: Nero(ps, lr=0.01),
+        lambda ps: Nero(ps, lr=0.01, constraints=False),
+        lambda ps: Madam(ps, lr=0.01),
+        lambda ps: Madam(ps, lr=0.01, constraints=True),
+        lambda ps: LAMB(ps, lr=0.01, betas=(0.0, 0.999)),
+        lambda ps: LAMB(ps, lr=0.01, betas=(0.0, 0.999), constraints=True),
+    ],
+    ids=["nero", "nero-free", "madam", "madam-cs", "lamb", "lamb-cs"],
+)
+def test_small_model_trains(make):
+    torch.manual_seed(0)
+    x = torch.randn(256, 10)
+    y = (x[:, :3].sum(1) > 0).long()
+    model = nn.Sequential(nn.Linear(10, 64), nn.ReLU(), nn.Linear(64, 2))
+    opt = make(model.parameters())
+    first = None
+    for _ in range(300):
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        first = loss.item() if first is None else first
+    assert loss.item() < 0.7 * first
+
+
+@pytest.mark.slow
+def test_fused_path_handles_outside_edits_and_low_precision():
+    torch.manual_seed(0)
+    plain, fused = twin_models()
+    opt_plain = Nero(plain.parameters(), fused=False)
+    opt_fused = Nero(fused.parameters(), fused=True)
+    for t in range(3):
+        for model, opt in ((plain, opt_plain), (fused, opt_fused)):
+            opt.zero_grad()
+            loss_of(model, t).backward()
+            opt.step()
+    # Someone loads weights whose rows are far from balanced: the next step must still project
+    # them exactly (the closed form would lose precision on rows with a large mean).
+    offset = {n: p.detach() + 3.0 for n, p in plain.named_parameters() if p.dim() > 1}
+    for model in (plain, fused):
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                if n in offset:
+                    p.copy_(offset[n])
+    for t in range(3, 6):
+        for model, opt in ((plain, opt_plain), (fused, opt_fused)):
+            opt.zero_grad()
+            loss_of(model, t).backward()
+            opt.step()
+    assert max_rel_diff(fused, plain) < 1e-5
+    half = nn.Linear(16, 8).to(torch.bfloat16)
+    opt = Nero(half.parameters(), fused=True)
+    for _ in range(3):
+        opt.zero_grad()
+        half(torch.randn(4, 16, dtype=torch.bfloat16)).float().pow(2).mean().backward()
+        opt.step()
+    assert half.weight.dtype == torch.bfloat16 and torch.isfinite(half.weight).all()
+    assert opt.state[half.bias]["v"].dtype == torch.float32
