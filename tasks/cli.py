@@ -12,6 +12,7 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
@@ -21,6 +22,26 @@ from .records import format_lr
 # Used by conf/config.yaml to build run directories that match records.run_dir().
 if not OmegaConf.has_resolver("lr_fmt"):
     OmegaConf.register_new_resolver("lr_fmt", format_lr)
+
+
+class CheckOutputDir(Callback):
+    """Refuse an unwritable output directory with one line, before Hydra tries to create it."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config.hydra.run.dir)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config.hydra.sweep.dir)
+
+    @staticmethod
+    def _check(path: str) -> None:
+        from .runner import check_writable
+
+        try:
+            check_writable(Path(path))
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr, flush=True)
+            sys.exit(2)
 
 
 def _multirun() -> bool:

@@ -1,0 +1,52 @@
+"""Shared test helpers: config composition, in-process runs, subprocess runs of the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+CONF = REPO / "conf"
+
+# Tests never talk to W&B (an API key makes wandb retry the network forever here).
+os.environ.pop("WANDB_API_KEY", None)
+os.environ["WANDB_MODE"] = "disabled"
+os.environ.setdefault("WANDB_SILENT", "true")
+
+
+def compose(*overrides: str):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    import tasks.cli  # noqa: F401 - registers the lr_fmt resolver
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return hydra_compose("config", overrides=list(overrides))
+
+
+def run_cell(tmp_path: Path, *overrides: str) -> dict:
+    from tasks.runner import run
+
+    cfg = compose("logger=none", "progress=false", f"out_dir={tmp_path}",
+                  f"data_dir={tmp_path / 'data'}", *overrides)
+    return run(cfg)
+
+
+def train_cli(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run([sys.executable, str(REPO / "scripts" / "train.py"), *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=REPO, env=full_env)
+
+
+@pytest.fixture
+def smoke(tmp_path):
+    """Run one smoke-scale cell in this process: smoke("task=mnist_mlp", "optimizer=sgd")."""
+
+    def _run(*overrides: str) -> dict:
+        return run_cell(tmp_path, "scale=smoke", *overrides)
+
+    return _run

@@ -1,0 +1,280 @@
+"""The shared runner: records, resume after SIGKILL, divergence, bad input, W&B, MNIST data."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tasks import records
+from tasks.errors import UserError
+from tests.conftest import REPO, compose, run_cell, train_cli
+
+SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist-t10k"
+
+
+def strip_times(history):
+    return [{k: v for k, v in e.items() if k != "time_s"} for e in history]
+
+
+# -- records ---------------------------------------------------------------------------------
+def test_smoke_run_trains_and_writes_a_complete_record(smoke):
+    record = smoke("task=mnist_mlp", "optimizer=nero", "task.epochs=3")
+    assert record["status"] == "ok"
+    path = Path(record["_path"])
+    assert path.name == "record.json"
+    assert path.parent.name == "seed=0" and path.parent.parent.name == "lr=0.01"
+    on_disk = json.loads(path.read_text())
+    for key in ("identity", "metric", "goal", "final", "best", "history", "status", "wall_time_s",
+                "device", "versions", "git", "config", "hardware"):
+        assert key in on_disk, key
+    assert on_disk["identity"] == {"sweep": "adhoc", "scale": "smoke", "task": "mnist_mlp",
+                                   "optimizer": "nero", "lr": 0.01, "seed": 0}
+    losses = [e["train/loss"] for e in on_disk["history"]]
+    assert len(losses) == 3 and losses[-1] < 0.5 * losses[0]  # it really trains
+    assert on_disk["final"] == on_disk["history"][-1]["train/acc"]
+    assert on_disk["best"] == max(e["train/acc"] for e in on_disk["history"])
+    assert not (path.parent / "checkpoint.pt").exists()  # removed after an ok run
+
+
+def test_ok_record_is_skipped_on_relaunch(smoke):
+    first = smoke("task=mnist_mlp", "optimizer=sgd")
+    again = smoke("task=mnist_mlp", "optimizer=sgd")
+    assert again.get("skipped") and again["final"] == first["final"]
+
+
+def test_record_write_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "a" / "record.json"
+    record = {"status": "ok", "schema": 1, "final": 1.0}
+
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(OSError):
+        records.write(path, record)
+    assert not path.exists()
+    assert list(path.parent.iterdir()) == []  # no temporary file left behind
+    monkeypatch.undo()
+    records.write(path, record)
+    assert records.read(path)["final"] == 1.0
+    with pytest.raises(ValueError):
+        records.write(path, {"status": "maybe"})
+
+
+def test_every_task_and_optimizer_composes():
+    from tasks.registry import TASKS
+
+    optimizers = [p.stem for p in (REPO / "conf" / "optimizer").glob("*.yaml")]
+    assert {"nero", "sgd", "adam", "lamb", "madam"} <= set(optimizers)
+    for task in TASKS:
+        for opt in optimizers:
+            for scale in ("paper", "smoke"):
+                cfg = compose(f"task={task}", f"optimizer={opt}", f"scale={scale}")
+                assert cfg.task.name == task and cfg.optimizer.name in ("nero", "sgd", "adam",
+                                                                        "lamb", "madam")
+                from tasks.optim import kwargs_for
+
+                kwargs_for(cfg.optimizer, "model")  # every key is a real constructor argument
+
+
+def test_baseline_settings_as_each_experiment_ran_them():
+    assert list(compose("task=cifar10_vgg11", "optimizer=adam").optimizer.betas) == [0.0, 0.999]
+    assert list(compose("task=mnist_mlp", "optimizer=adam").optimizer.betas) == [0.9, 0.999]
+    assert list(compose("task=mnist_mlp", "optimizer=lamb").optimizer.betas) == [0.9, 0.999]
+    assert compose("task=cifar10_vgg11", "optimizer=sgd").optimizer.momentum == 0.0
+    gan = compose("task=cifar10_cgan", "optimizer=adam").optimizer
+    assert list(gan.betas) == [0.0, 0.999] and list(gan.modules.D.betas) == [0.9, 0.999]
+    ppo = compose("task=pong_ppo", "optimizer=adam").optimizer
+    assert ppo.eps == 1e-5
+    lm_sgd = compose("task=wikitext2_transformer", "optimizer=sgd")
+    assert lm_sgd.optimizer.grad_clip == 0.25
+    assert compose("task=wikitext2_transformer", "optimizer=nero").optimizer.grad_clip is None
+    imagenet = compose("task=imagenet_resnet50", "optimizer=sgd").optimizer
+    assert imagenet.momentum == 0.9 and imagenet.weight_decay == 1e-4
+
+
+# -- resume ----------------------------------------------------------------------------------
+def test_resume_after_sigkill_gives_the_same_record(tmp_path):
+    args = ["task=mnist_mlp", "optimizer=nero", "scale=smoke", "logger=none", "task.epochs=4",
+            "task.n_train=3000", "checkpoint.every_steps=7", "progress=true"]
+    reference = train_cli(*args, f"out_dir={tmp_path / 'ref'}")
+    assert reference.returncode == 0, reference.stderr
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "scripts" / "train.py"), *args, f"out_dir={out}"],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    ckpt = out / "adhoc/smoke/mnist_mlp/nero/lr=0.01/seed=0/checkpoint.pt"
+    deadline = time.time() + 120
+    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert ckpt.exists(), "the run ended before it could be killed"
+    resumed = train_cli(*args, f"out_dir={out}")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stderr
+    a = json.loads((tmp_path / "ref/adhoc/smoke/mnist_mlp/nero/lr=0.01/seed=0/record.json").read_text())
+    b = json.loads((ckpt.parent / "record.json").read_text())
+    assert strip_times(a["history"]) == strip_times(b["history"])
+    assert (a["final"], a["best"], a["steps"]) == (b["final"], b["best"], b["steps"])
+
+
+def test_sigterm_writes_a_checkpoint_and_exits(tmp_path):
+    args = ["task=mnist_mlp", "optimizer=sgd", "scale=smoke", "logger=none", "task.epochs=200",
+            f"out_dir={tmp_path}"]
+    proc = subprocess.Popen([sys.executable, str(REPO / "scripts" / "train.py"), *args],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = tmp_path / "adhoc/smoke/mnist_mlp/sgd/lr=0.1/seed=0"
+    deadline = time.time() + 120
+    while not (run / "checkpoint.pt").exists() and time.time() < deadline:  # after epoch 1
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, err
+    assert "checkpoint written" in err
+    assert not (run / "record.json").exists()
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    run = tmp_path / "adhoc/smoke/mnist_mlp/nero/lr=0.01/seed=0"
+    run.mkdir(parents=True)
+    (run / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    out = train_cli("task=mnist_mlp", "scale=smoke", "logger=none", f"out_dir={tmp_path}")
+    assert out.returncode == 2
+    assert "checkpoint.pt is corrupt" in out.stderr and "delete it" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (run / "record.json").exists()
+
+
+def test_checkpoint_of_another_configuration_is_refused(tmp_path):
+    run_cell(tmp_path, "scale=smoke", "task=mnist_mlp", "checkpoint.keep=true")
+    run = tmp_path / "adhoc/smoke/mnist_mlp/nero/lr=0.01/seed=0"
+    (run / "record.json").unlink()
+    with pytest.raises(UserError, match="different configuration"):
+        run_cell(tmp_path, "scale=smoke", "task=mnist_mlp", "task.width=32")
+
+
+def test_checkpoints_hold_no_code():
+    # weights_only loading: only tensors and plain containers, nothing that runs code.
+    from tasks import checkpoint as ckpt
+
+    state = ckpt.rng_state()
+    import io
+
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    buf.seek(0)
+    torch.load(buf, weights_only=True)
+
+
+# -- divergence and bad input ----------------------------------------------------------------
+def test_divergence_is_recorded_and_ends_the_run(smoke):
+    record = smoke("task=mnist_mlp", "optimizer=sgd", "optimizer.lr=1e6", "task.epochs=5")
+    assert record["status"] == "diverged"
+    assert "non-finite" in record["reason"]
+    assert record["epochs_done"] < 5
+    assert record["final"] is None
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["task=nope"], "Could not find 'task/nope'"),
+        (["optimizer=nope"], "Could not find 'optimizer/nope'"),
+        (["optimizer.lr=-0.1"], "optimizer.lr must be a finite number > 0"),
+        (["optimizer.lr=0"], "optimizer.lr must be a finite number > 0"),
+        (["optimizer.betta=0.9"], "optimizer.betta"),
+        (["device=cuda:7"] if not torch.cuda.is_available() else ["device=nope"], "device"),
+    ],
+)
+def test_bad_input_is_one_clear_line(tmp_path, args, message):
+    out = train_cli("scale=smoke", "logger=none", f"out_dir={tmp_path}", *args)
+    assert out.returncode != 0
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not list(tmp_path.rglob("record.json"))
+
+
+def test_missing_data_and_unwritable_output(tmp_path):
+    out = train_cli("task=mnist_mlp", "task.download=false", "logger=none",
+                    f"data_dir={tmp_path / 'empty'}", f"out_dir={tmp_path / 'o'}")
+    assert out.returncode == 2 and "MNIST not found" in out.stderr
+    assert "Traceback" not in out.stderr
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    out = train_cli("scale=smoke", "logger=none", f"out_dir={blocker}")
+    assert out.returncode != 0 and "cannot write to output directory" in out.stderr + out.stdout
+
+
+# -- W&B -------------------------------------------------------------------------------------
+def test_wandb_offline_and_no_secret_in_outputs(tmp_path):
+    secret = "sk-this-must-never-be-written"
+    out = train_cli("task=mnist_mlp", "scale=smoke", "logger=wandb", f"out_dir={tmp_path}",
+                    env={"WANDB_MODE": "offline", "NERO_TEST_TOKEN": secret,
+                         "WANDB_API_KEY": ""})
+    assert out.returncode == 0, out.stderr
+    run = tmp_path / "adhoc/smoke/mnist_mlp/nero/lr=0.01/seed=0"
+    assert records.read(run / "record.json")["status"] == "ok"
+    assert list((run / "wandb").glob("offline-run-*"))
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and path.stat().st_size < 5_000_000:
+            assert secret.encode() not in path.read_bytes(), path
+
+
+def test_wandb_disabled_logs_nothing_remote(tmp_path):
+    out = train_cli("task=mnist_mlp", "scale=smoke", "logger=wandb", f"out_dir={tmp_path}",
+                    env={"WANDB_MODE": "disabled"})
+    assert out.returncode == 0, out.stderr
+    assert not list(tmp_path.rglob("offline-run-*"))
+
+
+# -- MNIST data in its real on-disk format ----------------------------------------------------
+def write_idx(raw: Path, prefix: str, images: np.ndarray, labels: np.ndarray, gz: bool) -> None:
+    raw.mkdir(parents=True, exist_ok=True)
+    opener = gzip.open if gz else open
+    suffix = ".gz" if gz else ""
+    with opener(raw / f"{prefix}-images-idx3-ubyte{suffix}", "wb") as f:
+        f.write(struct.pack(">IIII", 2051, len(images), 28, 28) + images.astype(np.uint8).tobytes())
+    with opener(raw / f"{prefix}-labels-idx1-ubyte{suffix}", "wb") as f:
+        f.write(struct.pack(">II", 2049, len(labels)) + labels.astype(np.uint8).tobytes())
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_mnist_loads_real_idx_files_without_download(tmp_path, gz):
+    rng = np.random.default_rng(0)
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    labels = rng.integers(0, 10, 600)
+    images = rng.integers(0, 40, (600, 28, 28)) + (labels[:, None, None] * 20)
+    write_idx(raw, "train", images[:500], labels[:500], gz)
+    write_idx(raw, "t10k", images[500:], labels[500:], gz)
+    record = run_cell(tmp_path, "task=mnist_mlp", "task.depth=3", "task.width=32",
+                      "task.epochs=3", "task.batch_size=50", "task.download=false")
+    assert record["status"] == "ok"
+    assert record["history"][-1]["train/loss"] < record["history"][0]["train/loss"]
+
+
+@pytest.mark.skipif(not SHARED_MNIST.exists(), reason="MNIST t10k files not present")
+def test_real_mnist_t10k(tmp_path):
+    from tasks.data.mnist import load_mnist
+
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (raw / name).write_bytes((SHARED_MNIST / name).read_bytes())
+    x, y = load_mnist(tmp_path, train=False, download=False, device=torch.device("cpu"))
+    assert x.shape == (10_000, 784) and y.shape == (10_000,)
+    assert abs(x.mean().item()) < 0.05 and abs(x.std().item() - 1.0) < 0.05  # E1's constants
+    assert torch.bincount(y).tolist()[1] == 1135  # the majority class "1" (gap note in E2)
