@@ -44,6 +44,15 @@ class CheckOutputDir(Callback):
             sys.exit(2)
 
 
+def compose(*overrides: str) -> DictConfig:
+    """The config ``scripts/train.py`` would run with these overrides (for scripts and tests)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return hydra_compose("config", overrides=list(overrides))
+
+
 def _multirun() -> bool:
     try:
         return HydraConfig.get().mode == RunMode.MULTIRUN

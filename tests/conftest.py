@@ -19,13 +19,9 @@ os.environ.setdefault("WANDB_SILENT", "true")
 
 
 def compose(*overrides: str):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    from tasks.cli import compose as compose_config
 
-    import tasks.cli  # noqa: F401 - registers the lr_fmt resolver
-
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return hydra_compose("config", overrides=list(overrides))
+    return compose_config(*overrides)
 
 
 def run_cell(tmp_path: Path, *overrides: str) -> dict:
