@@ -22,7 +22,6 @@ from torch import nn
 
 from nero import Nero
 
-
 Workload = tuple[nn.Module, Callable[[nn.Module], torch.Tensor], int]
 
 

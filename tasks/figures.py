@@ -7,9 +7,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from .aggregate import OPT_LABELS, Table  # noqa: E402
+from .aggregate import OPT_LABELS, Table
 
 COLORS = {"nero": "tab:red", "sgd": "tab:blue", "adam": "tab:green", "lamb": "tab:purple"}
 

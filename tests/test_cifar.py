@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from nero import Nero
 from tasks.data.cifar import augment, normalise
-from tasks.models.cifar import ResNet18, VGG11
+from tasks.models.cifar import VGG11, ResNet18
 from tests.conftest import run_cell
 
 
