@@ -257,8 +257,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         progress.close()
         task.close()
     history = state["history"]
+    evaluated = [e[task.metric] for e in history if e.get(task.metric) is not None]
     record.update(
-        final=records.finite_or_none(history[-1].get(task.metric)) if history else None,
+        final=records.finite_or_none(evaluated[-1]) if evaluated else None,
         best=records.finite_or_none(state["best"]),
         best_epoch=state["best_epoch"],
         epochs_done=state["epoch"],
@@ -269,7 +270,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
     if record["status"] == "ok" and record["final"] is None:
-        record.update(status="diverged", reason=f"{task.metric} is not finite")
+        record.update(status="failed", reason=f"{task.metric} was never available")
     records.write(record_path, record)
     if record["status"] == "ok" and ckpt_path.exists() and not cfg.checkpoint.get("keep", False):
         ckpt_path.unlink()
@@ -359,13 +360,16 @@ def _loop(cfg: DictConfig, task: Task, optimizers: dict[str, torch.optim.Optimiz
             raise Diverged(f"non-finite training loss in epoch {done}")
         if task.should_evaluate(done):
             entry.update(task.evaluate(done))
-            value = entry[task.metric]  # an evaluation metric, or an epoch mean like train/acc
-            if not np.isfinite(value):
+            # An evaluation metric, or an epoch mean like train/acc; None: not available yet
+            # (e.g. no Pong episode has finished).
+            value = entry.get(task.metric)
+            if value is not None and not np.isfinite(value):
                 state["history"].append(entry)
                 state["epoch"] = done
                 raise Diverged(f"{task.metric} is {value} after epoch {done}")
-            better = (state["best"] is None or
-                      (value < state["best"] if task.goal == "min" else value > state["best"]))
+            better = value is not None and (
+                state["best"] is None or
+                (value < state["best"] if task.goal == "min" else value > state["best"]))
             if better:
                 state["best"], state["best_epoch"] = value, done
         entry["time_s"] = round(elapsed(), 3)
@@ -375,7 +379,8 @@ def _loop(cfg: DictConfig, task: Task, optimizers: dict[str, torch.optim.Optimiz
                                  for k, v in entry.items()))
         if mirror is not None:
             mirror.log({k: v for k, v in entry.items() if k not in ("step",)}, step=state["it"])
-        if every.get("every_epochs") and done % int(every.every_epochs) == 0 and done < epochs:
+        every_epochs = cfg.task.get("checkpoint_every_epochs") or every.get("every_epochs")
+        if every_epochs and done % int(every_epochs) == 0 and done < epochs:
             save_checkpoint()
             last_save = time.monotonic()
 

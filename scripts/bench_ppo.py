@@ -1,0 +1,70 @@
+"""Pong PPO throughput on this machine: agent steps/s of the environments alone and end to end.
+
+    python scripts/bench_ppo.py [--envs 8] [--updates 3]
+
+env-only: random actions through 8 wrapped Pong copies, in-process (sync) and one process per
+copy (async). End to end: full PPO updates (128-step rollouts, 4 x 4 minibatch steps, Nero)
+through the task, i.e. what a training run sustains.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from nero import Nero
+from tasks.base import RunContext
+from tasks.cli import compose
+from tasks.data.atari import make_vector_env
+from tasks.pong_ppo import PongPPO
+from tasks.runner import _Stepper, resolve_device
+
+
+def env_only(n: int, kind: str, steps: int) -> float:
+    envs = make_vector_env("PongNoFrameskip-v4", n, kind)
+    envs.reset(seed=list(range(n)))
+    rng = np.random.default_rng(0)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        envs.step(rng.integers(0, 6, n))
+    rate = n * steps / (time.perf_counter() - t0)
+    envs.close()
+    return rate
+
+
+def end_to_end(n: int, kind: str, updates: int, device: torch.device) -> float:
+    cfg = compose("task=pong_ppo", f"task.num_envs={n}", f"task.vector_env={kind}")
+    ctx = RunContext(device=device, data_dir=None, run_dir=None, scale="paper", seed=0, cfg=cfg)
+    task = PongPPO(cfg.task, ctx)
+    opt = Nero(task.model.parameters(), lr=0.01)
+    stepper = _Stepper({"model": opt}, clip=0.5)
+    task.train_step(0, stepper)  # warm-up
+    t0 = time.perf_counter()
+    for u in range(updates):
+        task.train_step(u, stepper)
+    rate = updates * n * cfg.task.num_steps / (time.perf_counter() - t0)
+    task.close()
+    return rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--envs", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--updates", type=int, default=3)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    print(f"Pong, {args.envs} environments, torch threads {torch.get_num_threads()}, {device}")
+    for kind in ("sync", "async"):
+        print(f"  env-only ({kind}):   {env_only(args.envs, kind, args.steps):8.0f} agent steps/s")
+    for kind in ("sync", "async"):
+        rate = end_to_end(args.envs, kind, args.updates, device)
+        print(f"  end to end ({kind}): {rate:8.0f} agent steps/s (PPO updates with Nero)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""PPO on Pong (E7): GAE and the clipped losses by hand, the wrappers, the network, a real smoke run."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from tasks.data.atari import finished_returns, make_env, make_vector_env, record_and_clip
+from tasks.models.ppo_cnn import ActorCritic
+from tasks.pong_ppo import gae, ppo_loss
+
+
+def test_network_matches_e7():
+    model = ActorCritic(6)
+    params = list(model.parameters())
+    assert len(params) == 12 and sum(p.numel() for p in params) == 866_439
+    dist, value = model(torch.randint(0, 256, (3, 4, 84, 84), dtype=torch.uint8))
+    assert dist.probs.shape == (3, 6) and value.shape == (3,)
+    # Actor gain 0.01: the initial policy is almost uniform.
+    assert (dist.probs - 1 / 6).abs().max() < 0.01
+
+
+def test_gae_by_hand():
+    gamma, lam = 0.9, 0.8
+    rewards = torch.tensor([[1.0], [0.0], [2.0]])
+    values = torch.tensor([[0.5], [1.0], [0.2]])
+    dones = torch.tensor([[0.0], [1.0], [0.0]])  # the episode ends with step 1
+    next_value = torch.tensor([3.0])
+    adv, ret = gae(rewards, values, dones, next_value, gamma, lam)
+    d2 = 2.0 + 0.9 * 3.0 - 0.2
+    a2 = d2
+    d1 = 0.0 - 1.0  # no bootstrap across the episode end
+    a1 = d1
+    d0 = 1.0 + 0.9 * 1.0 - 0.5
+    a0 = d0 + gamma * lam * a1
+    assert torch.allclose(adv.squeeze(1), torch.tensor([a0, a1, a2]))
+    assert torch.allclose(ret, adv + values)
+
+
+def test_clipped_losses_by_hand():
+    logp = torch.log(torch.tensor([0.5, 0.2]))
+    old = torch.log(torch.tensor([0.25, 0.4]))  # ratios 2.0 and 0.5
+    adv = torch.tensor([1.0, -1.0])
+    values, old_values = torch.tensor([1.0, 0.0]), torch.tensor([0.5, 0.2])
+    returns = torch.tensor([2.0, -1.0])
+    entropy = torch.tensor([1.5, 0.5])
+    total, parts = ppo_loss(logp, old, adv, values, old_values, returns, entropy, 0.1, 0.5, 0.01)
+    # Policy: min(2*1, 1.1*1) = 1.1 and min(0.5*-1, 0.9*-1) = -0.9 -> -(1.1 - 0.9) / 2.
+    assert parts["policy_loss"].item() == pytest.approx(-0.1)
+    # Value: clipped predictions 0.6 and 0.1; max((1-2)^2, (0.6-2)^2) = 1.96,
+    # max((0+1)^2, (0.1+1)^2) = 1.21; 0.5 * mean = 0.7925.
+    assert parts["value_loss"].item() == pytest.approx(0.7925)
+    assert total.item() == pytest.approx(0.5 * 0.7925 - 0.1 - 0.01 * 1.0)
+
+
+class _Scores(gym.Env):
+    """Rewards of 5, -3 and 0, then the episode ends."""
+
+    observation_space = gym.spaces.Box(0, 255, (2,), np.uint8)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, seed=None, options=None):
+        self.t = 0
+        return np.zeros(2, np.uint8), {}
+
+    def step(self, action):
+        self.t += 1
+        reward = {1: 5.0, 2: -3.0}.get(self.t, 0.0)
+        return np.zeros(2, np.uint8), reward, self.t == 3, False, {}
+
+
+def test_training_rewards_are_clipped_but_returns_raw():
+    env = record_and_clip(_Scores())
+    env.reset()
+    rewards = [env.step(0)[1] for _ in range(2)]
+    *_, info = env.step(0)
+    assert rewards == [1.0, -1.0]
+    assert float(info["episode"]["r"]) == 2.0  # 5 - 3, unclipped
+
+
+def test_real_pong_observations():
+    env = make_env("PongNoFrameskip-v4")()
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (84, 84) and obs.dtype == np.uint8
+    for _ in range(300):
+        obs, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+        assert reward in (-1.0, 0.0, 1.0)
+    env.close()
+    envs = make_vector_env("PongNoFrameskip-v4", 2, "sync")
+    obs, _ = envs.reset(seed=[0, 1])
+    assert obs.shape == (2, 84, 84)
+    envs.close()
+    assert finished_returns({}) == []
+
+
+def test_smoke_run_records_training_returns(smoke):
+    record = smoke("task=pong_ppo")
+    assert record["status"] == "ok", record.get("reason")
+    assert -21 <= record["final"] <= 21
+    last = record["history"][-1]
+    assert last["episodes"] >= 1 and last["agent_steps"] == 8 * 2 * 128
+    assert "greedy_return_beyond_paper" in last
