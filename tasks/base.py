@@ -8,7 +8,7 @@ through :class:`Stepper`, so clipping, LR schedules and step counting are writte
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
@@ -28,6 +28,8 @@ class RunContext:
     scale: str
     seed: int
     cfg: DictConfig  # the whole resolved config, for the rare task that needs more
+    # Mirrors an image file (e.g. a sample grid) to the experiment tracker, when there is one.
+    log_image: Callable[[str, Path], None] | None = None
 
 
 class Stepper(Protocol):

@@ -53,6 +53,19 @@ def compose(*overrides: str) -> DictConfig:
         return hydra_compose("config", overrides=list(overrides))
 
 
+def _share_cpus(cfg: DictConfig) -> None:
+    """Under a local launcher running n cells at once, give each cell its share of the cores."""
+    if cfg.get("threads") or not _multirun():
+        return
+    n_jobs = HydraConfig.get().launcher.get("n_jobs")
+    if n_jobs:
+        import os
+
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(n_jobs)))
+
+
 def _multirun() -> bool:
     try:
         return HydraConfig.get().mode == RunMode.MULTIRUN
@@ -68,6 +81,7 @@ def main(cfg: DictConfig) -> dict[str, Any] | None:
     """Train one cell; returns a summary that the two-stage sweeper reads."""
     from .runner import Interrupted, run
 
+    _share_cpus(cfg)
     try:
         record = run(cfg)
     except UserError as err:

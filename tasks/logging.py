@@ -110,6 +110,12 @@ class WandbMirror:
         if self.run is not None:
             self.run.log(dict(metrics), step=step)
 
+    def log_image(self, key: str, path: Path) -> None:
+        if self.run is not None:
+            import wandb
+
+            self.run.log({key: wandb.Image(str(path))}, commit=False)
+
     def finish(self, record: Mapping[str, Any] | None, exit_code: int = 0) -> None:
         if self.run is None:
             return

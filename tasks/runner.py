@@ -217,6 +217,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     if cfg.logger.name == "wandb":
         mirror = WandbMirror(cfg.logger, identity, config, out, progress.line)
+        ctx.log_image = mirror.log_image
 
     record: dict[str, Any] = {
         "schema": records.SCHEMA,

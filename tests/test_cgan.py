@@ -1,0 +1,123 @@
+"""The cGAN (E4) and FID: architecture counts, the FID maths against closed forms, the protocol."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scipy import linalg
+
+from tasks import fid
+from tasks.errors import UserError
+from tasks.models.biggan import Discriminator, Generator
+
+
+def count(model):
+    params = list(model.parameters())
+    return len(params), sum(p.numel() for p in params)
+
+
+def test_architectures_match_e4():
+    assert count(Generator()) == (56, 2_183_091)
+    assert count(Discriminator()) == (33, 2_644_129)
+
+
+def test_generator_sampling_is_deterministic_in_eval_mode():
+    torch.manual_seed(0)
+    g = Generator(nf=8).eval()
+    z, y = torch.randn(4, 80), torch.tensor([0, 1, 2, 3])
+    a, b = g(z, y), g(z, y)  # no power iteration, BN running statistics
+    assert torch.equal(a, b) and a.shape == (4, 3, 32, 32) and a.abs().max() <= 1
+    g.train()
+    g(z, y)  # a training-mode forward updates the spectral-norm vectors and BN statistics
+    assert not torch.equal(g.eval()(z, y), a)
+
+
+def test_frechet_distance_of_known_gaussians():
+    rng = np.random.default_rng(0)
+    mu1, mu2 = rng.normal(size=5), rng.normal(size=5)
+    s1, s2 = rng.uniform(0.5, 2, 5), rng.uniform(0.5, 2, 5)
+    closed = ((mu1 - mu2) ** 2).sum() + (s1 + s2 - 2 * np.sqrt(s1 * s2)).sum()
+    assert fid.frechet_distance(mu1, np.diag(s1), mu2, np.diag(s2)) == pytest.approx(closed, rel=1e-10)
+    # A full-rank rotation of both leaves the distance unchanged.
+    q, _ = np.linalg.qr(rng.normal(size=(5, 5)))
+    rotated = fid.frechet_distance(q @ mu1, q @ np.diag(s1) @ q.T, q @ mu2, q @ np.diag(s2) @ q.T)
+    assert rotated == pytest.approx(closed, rel=1e-8)
+    assert fid.frechet_distance(mu1, np.diag(s1), mu1, np.diag(s1)) == pytest.approx(0, abs=1e-8)
+
+
+def test_fid_on_random_features_matches_a_direct_computation():
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(500, 8))
+    b = rng.normal(size=(400, 8)) * 1.5 + 0.3
+    mu_a, cov_a = a.mean(0), np.cov(a, rowvar=False)
+    mu_b, cov_b = b.mean(0), np.cov(b, rowvar=False)
+    root = linalg.sqrtm(cov_a)
+    direct = (((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b)
+              - 2 * np.trace(linalg.sqrtm(root @ cov_b @ root).real))
+    got = fid.frechet_distance(*fid.statistics(a), *fid.statistics(b))
+    assert got == pytest.approx(direct, rel=1e-8)
+
+
+def test_singular_covariances_get_the_usual_offset():
+    feats = np.zeros((10, 3))
+    feats[:, 0] = np.arange(10)  # rank-one covariance
+    value = fid.frechet_distance(*fid.statistics(feats), *fid.statistics(feats + 1))
+    assert np.isfinite(value) and value == pytest.approx(3.0, rel=1e-3)
+
+
+@pytest.mark.parametrize("stretch", [False, True])
+def test_uint8_images_equal_a_png_round_trip(tmp_path, stretch):
+    from torchvision.utils import save_image
+
+    torch.manual_seed(0)
+    x = torch.rand(3, 3, 8, 8) * 1.6 - 0.8
+    ours = fid.to_uint8(x, stretch)
+    for i in range(3):
+        path = tmp_path / f"{i}.png"
+        if stretch:  # the authors' protocol: save_image(..., normalize=True) per image
+            save_image(x[i], path, normalize=True)
+        else:
+            save_image((x[i] + 1) / 2, path)
+        png = torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1)
+        assert torch.equal(ours[i], png)
+
+
+def test_inception_features_and_missing_weights(tmp_path):
+    net = fid.FIDInception().eval()  # random weights: shapes only
+    with torch.no_grad():
+        out = net(torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8))
+    assert out.shape == (2, 2048)
+    with pytest.raises(UserError, match="inception_path"):
+        fid.FIDInception().load(str(tmp_path / "missing.pth"))
+    weights = tmp_path / "w.pth"
+    torch.save(net.net.state_dict(), weights)
+    loaded = fid.FIDInception().load(str(weights))
+    with torch.no_grad():
+        x = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+        assert torch.allclose(loaded(x), net(x))
+
+
+def test_smoke_run_reports_both_fids_and_samples(smoke):
+    from pathlib import Path
+
+    record = smoke("task=cifar10_cgan")
+    assert record["status"] == "ok", record.get("reason")
+    last = record["history"][-1]
+    assert record["metric"] == "fid/test" and record["final"] == last["fid/test"]
+    assert last["fid/train"] > 0 and last["fid/real_train_vs_test"] >= 0
+    run = Path(record["_path"]).parent
+    assert (run / "samples_epoch002.png").exists()
+    grid = Image.open(run / "samples_epoch002.png")
+    assert grid.size == (10 * 32 + 11 * 2, 10 * 32 + 11 * 2)  # ten classes x ten samples
+
+
+def test_gan_optimisers_follow_the_code():
+    from tests.conftest import compose
+
+    cfg = compose("task=cifar10_cgan", "optimizer=adam", "optimizer.lr=1e-4")
+    from tasks.optim import kwargs_for
+
+    assert kwargs_for(cfg.optimizer, "G")["betas"] == (0.0, 0.999)
+    assert kwargs_for(cfg.optimizer, "D")["betas"] == (0.9, 0.999)
