@@ -26,7 +26,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from . import checkpoint as ckpt
-from . import optim, records, schedules
+from . import distributed, optim, records, schedules
 from .base import RunContext, Task
 from .errors import UserError
 from .logging import Progress, WandbMirror
@@ -152,9 +152,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         existing["_path"] = str(record_path)
         existing["skipped"] = True
         return existing
-    check_writable(out)
     schedules.check(cfg.task.schedule)
+    rank, world, local_rank = distributed.init(str(cfg.device))
+    main = rank == 0  # only rank 0 writes records, checkpoints, logs and W&B
+    if main:
+        check_writable(out)
     device = resolve_device(str(cfg.device))
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", local_rank)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     seed_everything(int(cfg.seed), device, cfg.get("deterministic", "auto"))
@@ -177,7 +182,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     mirror = None
     progress = Progress(task.epochs * task.steps_per_epoch(), 0, f"{identity['task']} "
                         f"{identity['optimizer']} lr={records.format_lr(identity['lr'])} "
-                        f"s{identity['seed']}", enabled=cfg.get("progress", True))
+                        f"s{identity['seed']}", enabled=main and cfg.get("progress", True))
     config = OmegaConf.to_container(cfg, resolve=True)
     config.pop("hydra", None)
     state: dict[str, Any] = {
@@ -201,6 +206,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     def save_checkpoint() -> None:
         state["elapsed"] = elapsed()
+        if not main:
+            return
         ckpt.save(ckpt_path, {
             "fingerprint": fp,
             "modules": {r: m.state_dict() for r, m in modules.items()},
@@ -215,7 +222,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     def elapsed() -> float:
         return state["elapsed"] + time.monotonic() - started
 
-    if cfg.logger.name == "wandb":
+    if cfg.logger.name == "wandb" and main:
         mirror = WandbMirror(cfg.logger, identity, config, out, progress.line)
         ctx.log_image = mirror.log_image
 
@@ -226,7 +233,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "optimizer_name": str(cfg.optimizer.name),
         "metric": task.metric,
         "goal": task.goal,
-        "device": str(device),
+        "device": str(device) if world == 1 else f"{world} x {device.type} (DDP)",
         "hardware": records.hardware(device),
         "versions": records.versions(),
         "git": records.git_state(REPO),
@@ -272,9 +279,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     )
     if record["status"] == "ok" and record["final"] is None:
         record.update(status="failed", reason=f"{task.metric} was never available")
-    records.write(record_path, record)
-    if record["status"] == "ok" and ckpt_path.exists() and not cfg.checkpoint.get("keep", False):
-        ckpt_path.unlink()
+    distributed.barrier()
+    if main:
+        records.write(record_path, record)
+        if record["status"] == "ok" and ckpt_path.exists() and not cfg.checkpoint.get("keep", False):
+            ckpt_path.unlink()
     if mirror is not None:
         mirror.finish(record, exit_code=0 if record["status"] == "ok" else 1)
     progress.line(_summary(record))
