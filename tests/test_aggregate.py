@@ -1,0 +1,210 @@
+"""From records to Table 1: hand-made records with known answers, the sweeper, the launchers."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from hydra_plugins.nero_sweeper.two_stage import best_lrs
+from tasks import aggregate, records
+from tests.conftest import REPO, train_cli
+
+TASKS = [{"task": "toy_min", "order": "1", "label": "Toy", "dataset": "D", "model": "M",
+          "metric": "err", "metric_label": "error", "goal": "min", "unit": "", "perfect": "0"},
+         {"task": "toy_max", "order": "2", "label": "Game", "dataset": "G", "model": "CNN",
+          "metric": "reward", "metric_label": "reward", "goal": "max", "unit": "", "perfect": "21"}]
+
+
+def rec(task, opt, lr, seed, final, status="ok", scale="smoke", sweep="table1"):
+    return {"task": task, "optimizer": opt, "lr": lr, "seed": seed, "final": final,
+            "status": status, "scale": scale, "sweep": sweep, "hardware": "test CPU",
+            "history": [{"epoch": e, "err": final, "reward": final, "top1_error": final}
+                        for e in (1, 2)]}
+
+
+def make(records_list, tasks=TASKS):
+    return aggregate.table1(records_list, tasks=tasks)
+
+
+def test_best_lr_is_chosen_on_seed_zero_and_reported_over_seeds():
+    rs = [rec("toy_min", "nero", 0.01, 0, 5.0), rec("toy_min", "nero", 0.1, 0, 4.0),
+          rec("toy_min", "nero", 0.1, 1, 6.0), rec("toy_min", "nero", 0.1, 2, 5.0),
+          rec("toy_min", "nero", 1.0, 0, 9.0)]
+    c = aggregate.cell("toy_min", "nero", rs, "min")
+    assert c.lr == 0.1  # seed 0 decides: 4.0 beats 5.0, although the mean at 0.1 is 5.0
+    assert c.mean == pytest.approx(5.0)
+    assert c.std == pytest.approx(math.sqrt(2 / 3))  # population std of 4, 6, 5
+    assert c.seeds == [0, 1, 2] and c.status == "ok"
+
+
+def test_ties_go_to_the_smaller_lr_and_max_goals_flip():
+    rs = [rec("toy_max", "sgd", 0.1, 0, 3.0), rec("toy_max", "sgd", 0.01, 0, 3.0),
+          rec("toy_max", "sgd", 1.0, 0, -2.0)]
+    c = aggregate.cell("toy_max", "sgd", rs, "max")
+    assert c.lr == 0.01 and c.mean == 3.0 and c.std == 0.0
+
+
+def test_diverged_and_failed_runs_never_win_and_are_shown():
+    rs = [rec("toy_min", "adam", 0.1, 0, None, "diverged"), rec("toy_min", "adam", 0.01, 0, 7.0),
+          rec("toy_min", "adam", 0.01, 1, None, "failed"), rec("toy_min", "adam", 0.01, 2, 9.0)]
+    c = aggregate.cell("toy_min", "adam", rs, "min")
+    assert c.lr == 0.01 and c.status == "partial" and c.mean == 8.0 and c.seeds == [0, 2]
+    assert aggregate.cell_text(c) == "8.00 ± 1.00 (2/3 ok)"
+    dead = aggregate.cell("toy_min", "lamb", [rec("toy_min", "lamb", 0.1, 0, None, "diverged")], "min")
+    assert dead.status == "diverged" and not dead.ok and aggregate.cell_text(dead) == "diverged (1 run)"
+    assert aggregate.cell("toy_min", "sgd", [], "min").status == "missing"
+
+
+def test_bold_best_and_underlined_runner_up_with_paper_values():
+    rs = []
+    for opt, value in (("nero", 1.0), ("sgd", 3.0), ("adam", 2.0), ("lamb", 4.0)):
+        rs += [rec("toy_min", opt, 0.01, s, value) for s in range(3)]
+    rs += [rec("toy_max", "nero", 0.01, 0, 20.0), rec("toy_max", "sgd", 0.01, 0, 10.0)]
+    table = make(rs)
+    assert table.ranks("toy_min", "min") == {"nero": 1, "adam": 2}
+    assert table.ranks("toy_max", "max") == {"nero": 1, "sgd": 2}
+    md = aggregate.table1_markdown(table)
+    row = next(line for line in md.splitlines() if line.startswith("| Toy"))
+    assert "**1.00 ± 0.00**" in row and "<u>2.00 ± 0.00</u>" in row
+    assert "3.00 ± 0.00" in row and "**3.00" not in row and "<u>3.00" not in row
+    game = next(line for line in md.splitlines() if line.startswith("| Game"))
+    assert "missing" in game and "20.00 ± 0.00 (n=1)" in game
+    assert "Scale: smoke" in md and "test CPU" in md and "NOT paper scale" in md
+
+
+def test_paper_values_and_differences_beside_ours():
+    tasks = aggregate.paper_tasks()
+    assert [t["task"] for t in tasks][:2] == ["cifar10_cgan", "cifar10_vgg11"]
+    rs = [rec("cifar10_vgg11", "nero", 0.01, s, v) for s, v in enumerate((11.0, 11.2, 11.3))]
+    md = aggregate.table1_markdown(aggregate.table1(rs))
+    row = next(line for line in md.splitlines() if "VGG-11" in line)
+    assert "paper 11.16 ± 0.17, Δ +0.01" in row
+    rows = aggregate.table1_rows(aggregate.table1(rs))
+    vgg = next(r for r in rows if r["task"] == "cifar10_vgg11" and r["optimizer"] == "nero")
+    assert vgg["paper_mean"] == 11.16
+    assert vgg["diff"] == pytest.approx((11.0 + 11.2 + 11.3) / 3 - 11.16)
+    assert vgg["best_lr"] == 0.01 and vgg["seeds"] == "0 1 2"
+
+
+def test_latex_structure():
+    rs = [rec("toy_min", "nero", 0.01, 0, 1.5), rec("toy_min", "sgd", 0.1, 0, 2.5)]
+    tex = aggregate.table1_latex(make(rs))
+    lines = tex.splitlines()
+    assert lines[0] == r"\begin{table*}[t]" and lines[-1] == r"\end{table*}"
+    assert r"\begin{tabular}{llllcccccccc}" in tex and r"\toprule" in tex and r"\bottomrule" in tex
+    body = [line for line in lines if line.endswith(r"\\") and "Toy" in line][0]
+    assert body.count("&") == 11
+    assert r"\textbf{$1.50 \pm 0.00$}" in body and r"\underline{$2.50 \pm 0.00$}" in body
+    assert r"\caption{Scale: smoke." in tex
+
+
+def test_performance_profile():
+    rs = [rec("toy_min", "nero", 0.01, 0, 1.0), rec("toy_min", "sgd", 0.01, 0, 3.0),
+          rec("toy_max", "nero", 0.01, 0, 11.0), rec("toy_max", "sgd", 0.01, 0, 16.0)]
+    profile = aggregate.performance_profile(make(rs), [1.0, 2.0, 3.0])
+    # toy_min: gaps 1 and 3; toy_max: gaps 10 and 5 (distance to 21).
+    assert profile["nero"] == [0.5, 1.0, 1.0]
+    assert profile["sgd"] == [0.5, 0.5, 1.0]
+    assert profile["adam"] == [0.0, 0.0, 0.0]
+
+
+def test_appendix_table_from_fig_sweeps():
+    rs = [rec("cifar10_vgg11", "nero", 0.02, s, 9.0 + s, sweep="fig1") for s in range(3)]
+    rs += [rec("cifar10_vgg11", "madam_cs", 0.06, 0, 12.5, sweep="fig2")]
+    rows, md = aggregate.appendix(rs)
+    nero = next(r for r in rows if r["config"] == "nero")
+    assert nero["mean"] == 10.0 and nero["best_lr"] == 0.02 and nero["paper_mean"] == 8.61
+    assert "**10.00 ± 0.82**" in md
+    assert next(r for r in rows if r["config"] == "lamb")["status"] == "missing"
+
+
+def test_cli_writes_every_output(tmp_path):
+    root = tmp_path / "results"
+    for opt, value in (("nero", 10.0), ("sgd", 12.0)):
+        for seed in range(3):
+            path = records.run_dir(root, {"sweep": "table1", "scale": "smoke", "task": "cifar10_vgg11",
+                                          "optimizer": opt, "lr": 0.01, "seed": seed}) / "record.json"
+            records.write(path, {"schema": 1, **rec("cifar10_vgg11", opt, 0.01, seed, value + seed)})
+    from scripts import aggregate as cli
+
+    assert cli.main([str(root)]) == 0
+    for name in ("table1.md", "table1.csv", "table1.tex", "figures/curves_cifar10_vgg11.png",
+                 "figures/lr_cifar10_vgg11.pdf", "figures/performance_profile.png"):
+        assert (root / name).exists(), name
+    assert cli.main([str(tmp_path / "empty_missing")]) == 2
+
+
+def test_reading_a_wandb_project_through_the_public_api(tmp_path, monkeypatch):
+    stored = [rec("cifar10_vgg11", "nero", 0.01, s, 11.0 + s) for s in range(3)]
+
+    class Run:
+        def __init__(self, r):
+            self.summary = {"nero_record": json.dumps(r)}
+
+    class Api:
+        def runs(self, path):
+            assert path == "me/nero-repro"
+            return [Run(r) for r in stored] + [types.SimpleNamespace(summary={})]
+
+    monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(Api=Api))
+    from scripts import aggregate as cli
+
+    assert cli.main(["--wandb", "me/nero-repro", "--out", str(tmp_path), "--no-figures"]) == 0
+    assert "12.00 ± 0.82" in (tmp_path / "table1.md").read_text()
+
+
+# -- the two-stage sweep -----------------------------------------------------------------------
+def test_best_lrs_per_optimiser_from_stage_one():
+    jobs = [["optimizer=nero", "optimizer.lr=0.01", "seed=0"],
+            ["optimizer=nero", "optimizer.lr=0.1", "seed=0"],
+            ["optimizer=sgd", "optimizer.lr=0.01", "seed=0"],
+            ["optimizer=sgd", "optimizer.lr=0.1", "seed=0"],
+            ["optimizer=adam", "optimizer.lr=0.01", "seed=0"]]
+    results = [{"status": "ok", "final": 5.0, "goal": "min"},
+               {"status": "ok", "final": 4.0, "goal": "min"},
+               {"status": "diverged", "final": None, "goal": "min"},
+               {"status": "ok", "final": 7.0, "goal": "min"},
+               None]  # a crashed job
+    best = best_lrs(jobs, results, "optimizer.lr", "seed")
+    assert best == {("optimizer=nero",): "optimizer.lr=0.1", ("optimizer=sgd",): "optimizer.lr=0.1"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["local", "submitit_local"])
+def test_two_stage_sweep_end_to_end(tmp_path, launcher):
+    extra = ["hydra.launcher.timeout_min=10"] if launcher == "submitit_local" else []
+    out = train_cli("-m", "+experiment=fig3_deep_mlp", "scale=smoke", "logger=none",
+                    f"out_dir={tmp_path}", "optimizer=nero,sgd", "optimizer.lr=0.001,0.1",
+                    "task.depth=3", f"hydra/launcher={launcher}", *extra, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    found = {(r["optimizer"], r["lr"], r["seed"]): r for r in records.find(tmp_path)}
+    stage1 = {(o, lr, 0) for o in ("nero", "sgd") for lr in (0.001, 0.1)}
+    assert stage1 <= set(found)
+    for opt in ("nero", "sgd"):
+        seed0 = {lr: found[(opt, lr, 0)]["final"] for lr in (0.001, 0.1)}
+        best = max(seed0, key=seed0.get)  # train/acc: higher is better
+        assert {(opt, best, 1), (opt, best, 2)} <= set(found)
+        other = 0.1 if best == 0.001 else 0.001
+        assert (opt, other, 1) not in found
+    assert len(found) == 8
+    # Launched again: every cell already has an ok record, so nothing trains (or rewrites).
+    stamps = {p: p.stat().st_mtime_ns for p in Path(tmp_path).rglob("record.json")}
+    again = train_cli("-m", "+experiment=fig3_deep_mlp", "scale=smoke", "logger=none",
+                      f"out_dir={tmp_path}", "optimizer=nero,sgd", "optimizer.lr=0.001,0.1",
+                      "task.depth=3", f"hydra/launcher={launcher}", *extra, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert {p: p.stat().st_mtime_ns for p in Path(tmp_path).rglob("record.json")} == stamps
+
+
+def test_every_experiment_composes():
+    from tests.conftest import compose
+
+    for path in sorted((REPO / "conf" / "experiment").rglob("*.yaml")):
+        name = path.relative_to(REPO / "conf" / "experiment").with_suffix("").as_posix()
+        cfg = compose(f"+experiment={name}")
+        assert cfg.sweep and cfg.task.name
