@@ -43,9 +43,11 @@ reproduce-table1: install  ## all six Table 1 sweeps (SCALE=paper, LAUNCHER=loca
 table1: install  ## aggregate the records under RESULTS into Table 1, the appendix table and figures
 	$(BIN)/python scripts/aggregate.py $(RESULTS)
 
-bench: install  ## optimiser-step and runner-overhead benchmarks (ratios measured in one process)
+bench: install  ## optimiser step, runner overhead, model throughput and PPO benchmarks
 	$(BIN)/python scripts/bench_optim.py
 	$(QUIET_WANDB) $(BIN)/python scripts/bench_runner.py
+	$(BIN)/python scripts/bench_throughput.py
+	$(BIN)/python scripts/bench_ppo.py
 
 clean:  ## remove caches and local outputs (never results/paper)
 	rm -rf outputs multirun .pytest_cache .ruff_cache results/demo
