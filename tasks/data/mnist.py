@@ -1,0 +1,64 @@
+"""MNIST through torchvision, held on the training device as normalised, flattened tensors."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from pathlib import Path
+
+import torch
+
+from ..errors import UserError
+
+MEAN, STD = 0.1307, 0.3081  # E1/E2 normalisation
+_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+          "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def _unpack_gz(raw: Path) -> None:
+    """torchvision reads the extracted idx files; extract any that only exist as .gz."""
+    for name in _FILES:
+        gz = raw / f"{name}.gz"
+        if gz.exists() and not (raw / name).exists():
+            with gzip.open(gz, "rb") as src, open(raw / name, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+
+
+def load_mnist(data_dir: Path, train: bool, download: bool,
+               device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images as (N, 784) float32, normalised with E1's constants, and labels (N,), on ``device``.
+
+    The files are torchvision's layout, ``<data_dir>/MNIST/raw/<split>-idx?-ubyte[.gz]``, read
+    with torchvision's idx parser; only the requested split's two files need to be there.
+    When they are missing and ``download`` is set, torchvision fetches all four.
+    """
+    from torchvision.datasets import MNIST
+    from torchvision.datasets.mnist import read_image_file, read_label_file
+
+    raw = data_dir / "MNIST" / "raw"
+    prefix = "train" if train else "t10k"
+    images, labels = raw / f"{prefix}-images-idx3-ubyte", raw / f"{prefix}-labels-idx1-ubyte"
+    if raw.is_dir():
+        _unpack_gz(raw)
+    if not (images.exists() and labels.exists()):
+        if not download:
+            raise UserError(f"MNIST not found in {raw}: put the idx files ({images.name}, "
+                            f"{labels.name}, ...) there, or run online with task.download=true")
+        try:
+            MNIST(str(data_dir), train=train, download=True)
+        except (OSError, RuntimeError) as err:
+            raise UserError(f"MNIST is not in {raw} and could not be downloaded ({err}); copy "
+                            "the idx files there or run where the network is reachable") from None
+    x = read_image_file(str(images)).to(device=device, dtype=torch.float32).div_(255.0)
+    x = x.sub_(MEAN).div_(STD).reshape(x.shape[0], -1)
+    return x, read_label_file(str(labels)).to(device)
+
+
+def synthetic_mnist(n: int, seed: int, device: torch.device, dims: int = 784,
+                    classes: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+    """A learnable stand-in with MNIST's shapes: class prototypes plus noise."""
+    g = torch.Generator().manual_seed(seed)
+    prototypes = torch.randn(classes, dims, generator=torch.Generator().manual_seed(12345))
+    y = torch.randint(0, classes, (n,), generator=g)
+    x = prototypes[y] + 1.5 * torch.randn(n, dims, generator=g)
+    return x.to(device), y.to(device)
