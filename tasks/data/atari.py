@@ -4,7 +4,8 @@ Per environment, inside out: no-op reset (up to 30), max-and-skip 4 (the pixel-w
 last two frames), 84x84 grayscale with INTER_AREA (gymnasium's AtariPreprocessing does these
 three), episodic life (a no-op for Pong, which has no lives), FIRE on reset, the raw episode
 return recorded (RecordEpisodeStatistics: a full game, -21 ... 21; FIRE's steps score nothing),
-rewards clipped to their sign for training. Frames are stacked by the caller (PPO storage), as baselines' VecFrameStack.
+rewards clipped to their sign for training. Frames are stacked by the caller (PPO storage),
+as baselines' VecFrameStack.
 Vector environments reset a finished episode in the same step (baselines' semantics).
 """
 

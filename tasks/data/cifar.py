@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import UserError
+from tasks.errors import UserError
 
 MEAN = (0.4914, 0.4822, 0.4465)  # the authors' normalisation constants (E3)
 STD = (0.2023, 0.1994, 0.2010)

@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from ..errors import UserError
+from tasks.errors import UserError
+
 from .batches import epoch_order, num_batches
 
 MEAN = (0.485, 0.456, 0.406)

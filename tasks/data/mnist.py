@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import UserError
+from tasks.errors import UserError
 
 MEAN, STD = 0.1307, 0.3081  # E1/E2 normalisation
 _FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",

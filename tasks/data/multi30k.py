@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from ..errors import UserError
+from tasks.errors import UserError
 
 SPECIALS = ["<unk>", "<blank>", "<s>", "</s>"]  # torchtext Field order: unk, pad, init, eos
 UNK, PAD, BOS, EOS = range(4)
@@ -45,7 +45,7 @@ def _read_hub() -> dict[str, tuple[list[str], list[str]]]:
         from datasets import load_dataset
 
         ds = load_dataset("bentrevett/multi30k")
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         raise UserError(
             "Multi30k not found: put train.de, train.en, val.de and val.en in "
             "<data_dir>/multi30k/, or run online so that Hugging Face datasets can fetch "

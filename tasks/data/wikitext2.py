@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import UserError
+from tasks.errors import UserError
 
 SPLITS = ("train", "valid", "test")
 
@@ -37,7 +37,7 @@ def _from_hub() -> dict[str, list[str]]:
         from datasets import load_dataset
 
         ds = load_dataset("wikitext", "wikitext-2-v1")
-    except Exception as err:  # noqa: BLE001 - offline, missing package, hub errors alike
+    except Exception as err:
         raise UserError(
             "WikiText-2 not found: put train.txt, valid.txt and test.txt (the PyTorch "
             "word_language_model files) in <data_dir>/wikitext-2/, or run online so that "
