@@ -246,18 +246,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             _loop(cfg, task, optimizers, _Stepper(optimizers, clip), state, progress, mirror,
                   flag, save_checkpoint, elapsed, device)
         record.update(status="ok", reason=None, extra=task.finish())
-    except Interrupted:
+    except (Interrupted, UserError):  # no record: resumable, or not a run at all
         progress.close()
         if mirror is not None:
             mirror.finish(None, exit_code=1)
         raise
     except Diverged as why:
         record.update(status="diverged", reason=str(why))
-    except UserError:
-        progress.close()
-        if mirror is not None:
-            mirror.finish(None, exit_code=1)
-        raise
     except Exception as err:
         traceback.print_exc()
         record.update(status="failed", reason=f"{type(err).__name__}: {err}")

@@ -46,3 +46,9 @@ def smoke(tmp_path):
         return run_cell(tmp_path, "scale=smoke", *overrides)
 
     return _run
+
+
+def count_params(model) -> tuple[int, int]:
+    """(number of parameter tensors, number of parameters), the counts EXPERIMENTS.md lists."""
+    params = list(model.parameters())
+    return len(params), sum(p.numel() for p in params)

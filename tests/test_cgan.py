@@ -11,16 +11,12 @@ from scipy import linalg
 from tasks import fid
 from tasks.errors import UserError
 from tasks.models.biggan import Discriminator, Generator
-
-
-def count(model):
-    params = list(model.parameters())
-    return len(params), sum(p.numel() for p in params)
+from tests.conftest import count_params
 
 
 def test_architectures_match_e4():
-    assert count(Generator()) == (56, 2_183_091)
-    assert count(Discriminator()) == (33, 2_644_129)
+    assert count_params(Generator()) == (56, 2_183_091)
+    assert count_params(Discriminator()) == (33, 2_644_129)
 
 
 def test_generator_sampling_is_deterministic_in_eval_mode():

@@ -12,17 +12,12 @@ import torch.nn.functional as F
 from nero import Nero
 from tasks.data.cifar import augment, normalise
 from tasks.models.cifar import VGG11, ResNet18
-from tests.conftest import run_cell
-
-
-def count(model):
-    params = list(model.parameters())
-    return len(params), sum(p.numel() for p in params)
+from tests.conftest import count_params, run_cell
 
 
 def test_architectures_match_the_paper():
-    assert count(VGG11()) == (14, 28_141_258)
-    assert count(ResNet18()) == (62, 11_173_962)
+    assert count_params(VGG11()) == (14, 28_141_258)
+    assert count_params(ResNet18()) == (62, 11_173_962)
     out = ResNet18()(torch.randn(2, 3, 32, 32))
     assert out.shape == (2, 10)
     # No ReLU after the stem's BN, no max-pool (gap 12): the stem is conv + BN only.

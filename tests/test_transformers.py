@@ -13,15 +13,11 @@ from tasks.data import multi30k as m30k
 from tasks.data.wikitext2 import batchify, get_batch, load_wikitext2, tokenise
 from tasks.models.transformer_lm import TransformerLM
 from tasks.models.transformer_mt import Seq2SeqTransformer, smoothed_nll_sum
-
-
-def count(model):
-    params = list(model.parameters())
-    return len(params), sum(p.numel() for p in params)
+from tests.conftest import count_params
 
 
 def test_lm_architecture_matches_e5():
-    assert count(TransformerLM(33_278)) == (19, 13_826_878)
+    assert count_params(TransformerLM(33_278)) == (19, 13_826_878)
     model = TransformerLM(50, d_model=16, nhead=2, d_ff=16)
     # The second layer starts as a copy of the first (nn.TransformerEncoder clones it).
     a, b = model.layers
@@ -41,7 +37,7 @@ def test_lm_is_causal():
 
 def test_mt_architecture_matches_e6():
     vocab = 1000
-    n, total = count(Seq2SeqTransformer(vocab, pad=1))
+    n, total = count_params(Seq2SeqTransformer(vocab, pad=1))
     assert n == 121 and total == 44_070_912 + 512 * vocab
     small = Seq2SeqTransformer(40, pad=1, d_model=16, d_inner=32, n_layers=1, n_head=2, d_k=8, d_v=8)
     assert small.embedding.weight[1].abs().sum() > 0  # the padding row is not zero (Nero-safe)
