@@ -13,6 +13,7 @@ after ``--`` go to every sweep (e.g. ``-- hydra.launcher.partition=gpu``).
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -37,6 +38,9 @@ def main() -> int:
     args = parser.parse_args()
     logger = args.logger or ("wandb" if args.scale == "paper" else "none")
     out = Path(args.out).resolve()
+    env = dict(os.environ)
+    if args.scale == "smoke":  # toy cells: one per core beats more threads per cell
+        env.setdefault("NERO_JOBS", str(os.cpu_count() or 1))
     started = time.time()
     failed = []
     for task in args.tasks.split(","):
@@ -47,7 +51,7 @@ def main() -> int:
         if args.lrs:
             cmd.append(f"optimizer.lr={args.lrs}")
         print(f"\n=== {task}: {' '.join(cmd[1:])}", flush=True)
-        if subprocess.run(cmd, cwd=REPO).returncode != 0:
+        if subprocess.run(cmd, cwd=REPO, env=env).returncode != 0:
             failed.append(task)
     print(f"\n=== aggregating {out} ({time.time() - started:.0f}s of sweeps)", flush=True)
     code = subprocess.run([sys.executable, str(REPO / "scripts" / "aggregate.py"), str(out)],

@@ -19,9 +19,25 @@ from omegaconf import DictConfig, OmegaConf
 from .errors import UserError
 from .records import format_lr
 
-# Used by conf/config.yaml to build run directories that match records.run_dir().
+
+def local_jobs() -> int:
+    """Cells a local sweep runs at once: $NERO_JOBS, else one per two CPU cores (one on a GPU box,
+    where the cells would share the device)."""
+    import os
+
+    if os.environ.get("NERO_JOBS"):
+        return max(1, int(os.environ["NERO_JOBS"]))
+    import torch
+
+    return 1 if torch.cuda.is_available() else max(1, (os.cpu_count() or 2) // 2)
+
+
+# Used by conf/config.yaml to build run directories that match records.run_dir(), and by
+# conf/hydra/launcher/local.yaml.
 if not OmegaConf.has_resolver("lr_fmt"):
     OmegaConf.register_new_resolver("lr_fmt", format_lr)
+if not OmegaConf.has_resolver("local_jobs"):
+    OmegaConf.register_new_resolver("local_jobs", local_jobs)
 
 
 class CheckOutputDir(Callback):
