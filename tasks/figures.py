@@ -24,6 +24,19 @@ def _save(fig: plt.Figure, path: Path) -> list[Path]:
     return out
 
 
+def _finish(fig: plt.Figure, ax: plt.Axes, drawn: bool, task: dict[str, str], xlabel: str,
+            ylabel: str, path: Path) -> list[Path]:
+    """Label and save a per-task figure; a figure with nothing drawn is dropped."""
+    if not drawn:
+        plt.close(fig)
+        return []
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{task['dataset']} {task['model']}", fontsize=9)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
 def learning_curves(t: Table, out_dir: Path) -> list[Path]:
     """Per task: the headline metric per epoch at each optimiser's best lr, mean and min-max band."""
     written = []
@@ -46,14 +59,8 @@ def learning_curves(t: Table, out_dir: Path) -> list[Path]:
             ax.fill_between(xs, [min(v) for v in ys], [max(v) for v in ys], color=COLORS.get(o),
                             alpha=0.2, linewidth=0)
             drawn = True
-        if drawn:
-            ax.set_xlabel("epoch")
-            ax.set_ylabel(task["metric_label"])
-            ax.set_title(f"{task['dataset']} {task['model']}", fontsize=9)
-            ax.legend(fontsize=7)
-            written += _save(fig, out_dir / f"curves_{name}")
-        else:
-            plt.close(fig)
+        written += _finish(fig, ax, drawn, task, "epoch", task["metric_label"],
+                           out_dir / f"curves_{name}")
     return written
 
 
@@ -73,13 +80,8 @@ def lr_sensitivity(t: Table, out_dir: Path) -> list[Path]:
                 drawn = True
         if drawn:
             ax.set_xscale("log")
-            ax.set_xlabel("learning rate")
-            ax.set_ylabel(f"final {task['metric_label']} (seed 0)")
-            ax.set_title(f"{task['dataset']} {task['model']}", fontsize=9)
-            ax.legend(fontsize=7)
-            written += _save(fig, out_dir / f"lr_{name}")
-        else:
-            plt.close(fig)
+        written += _finish(fig, ax, drawn, task, "learning rate",
+                           f"final {task['metric_label']} (seed 0)", out_dir / f"lr_{name}")
     return written
 
 

@@ -50,6 +50,15 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor,
     return adv, adv + values
 
 
+def push_frame(frames: torch.Tensor, obs: np.ndarray, done: np.ndarray) -> torch.Tensor:
+    """Stack of the last frames per env; a finished episode's stack starts again from zeros."""
+    frames = torch.roll(frames, shifts=-1, dims=1)
+    if done.any():
+        frames[torch.as_tensor(done, device=frames.device)] = 0
+    frames[:, -1] = torch.as_tensor(obs, device=frames.device)
+    return frames
+
+
 # -- the PPO loss ------------------------------------------------------------------------------------
 def ppo_loss(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, values: torch.Tensor,
              old_values: torch.Tensor, returns: torch.Tensor, entropy: torch.Tensor, clip: float,
@@ -92,11 +101,7 @@ class PongPPO(Task):
         self._push(obs, np.zeros(self.n, dtype=bool))
 
     def _push(self, obs: np.ndarray, done: np.ndarray) -> None:
-        """Frame stack of the last 4 frames; a finished episode's stack starts from zeros."""
-        self.frames = torch.roll(self.frames, shifts=-1, dims=1)
-        if done.any():
-            self.frames[torch.as_tensor(done, device=self.frames.device)] = 0
-        self.frames[:, -1] = torch.as_tensor(obs, device=self.frames.device)
+        self.frames = push_frame(self.frames, obs, done)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"model": self.model}
@@ -177,14 +182,13 @@ class PongPPO(Task):
         scores = []
         for k in range(int(self.cfg.eval_episodes)):
             obs, _ = env.reset(seed=10_000 + self.ctx.seed * 100 + k)
-            frames = torch.zeros_like(self.frames[:1])
-            frames[0, -1] = torch.as_tensor(obs, device=frames.device)
+            running = np.zeros(1, dtype=bool)
+            frames = push_frame(torch.zeros_like(self.frames[:1]), obs[None], running)
             score = 0.0
             for _ in range(int(self.cfg.eval_max_steps)):
                 dist, _ = self.model(frames)
                 obs, _, terminated, truncated, info = env.step(int(dist.probs.argmax()))
-                frames = torch.roll(frames, -1, dims=1)
-                frames[0, -1] = torch.as_tensor(obs, device=frames.device)
+                frames = push_frame(frames, obs[None], running)
                 if terminated or truncated:
                     score = float(info["episode"]["r"])
                     break

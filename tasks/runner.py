@@ -205,6 +205,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     progress.done = state["epoch"] * task.steps_per_epoch() + state["pos"]
 
     def save_checkpoint() -> None:
+        _freeze_series(state)
         state["elapsed"] = elapsed()
         if not main:
             return
@@ -341,7 +342,6 @@ def _loop(cfg: DictConfig, task: Task, optimizers: dict[str, torch.optim.Optimiz
             else:
                 progress.update(1, None)
             if flag.get("signal") is not None:
-                _freeze_series(state)
                 save_checkpoint()
                 progress.line(f"signal {flag['signal']}: checkpoint written, exiting")
                 raise Interrupted(f"signal {flag['signal']}")
@@ -349,7 +349,6 @@ def _loop(cfg: DictConfig, task: Task, optimizers: dict[str, torch.optim.Optimiz
             due_time = (every.get("every_minutes") and
                         time.monotonic() - last_save > 60 * float(every.every_minutes))
             if (due_steps or due_time) and state["pos"] < spe:
-                _freeze_series(state)
                 save_checkpoint()
                 last_save = time.monotonic()
 
