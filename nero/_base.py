@@ -87,13 +87,13 @@ class NeuronOptimizer(Optimizer):
         self.__dict__.setdefault("_pending", [])
 
     # -- non-finite gradients ------------------------------------------------------------------
-    def _report_nonfinite(self, bad: Tensor, step: int) -> None:
+    def _report_nonfinite(self, bad: Tensor | int, step: int) -> None:
         """Warn when ``bad`` (a count of skipped units) is non-zero, without stalling a GPU.
 
         On the CPU the count is read at once. On an accelerator it is copied to pinned memory
         asynchronously and read at a later step, once its event has completed.
         """
-        if bad.device.type == "cpu":
+        if not isinstance(bad, Tensor) or bad.device.type == "cpu":
             self._warn_nonfinite(int(bad), step)
             return
         host = torch.empty((), dtype=bad.dtype, pin_memory=True)

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from . import _native
 from ._base import NeuronOptimizer, check_beta, check_lr, check_positive, dense_grad
 from ._functional import (
     fan_in,
@@ -73,9 +74,11 @@ class Nero(NeuronOptimizer):
         norm_constraint: the "fixed norm" switch of Fig. 1; defaults to ``constraints``.
         bias_scale: a fixed scale for every 1-D tensor instead of its mean initial |p|
             ("Nero tuned" of Section 5.6 uses 1.0). None keeps the paper's rule.
-        fused: run each parameter group through one compiled kernel (torch.compile) that reads
-            p and g twice and writes p once. None (default) uses it on CUDA and the plain
-            per-tensor path elsewhere, where compiling costs more than it saves in short runs.
+        fused: take the fast path: float32 CPU tensors through a C++ kernel that reads each
+            neuron once and writes it once (built with the system compiler on first use, see
+            :mod:`nero._native`), CUDA tensors through one compiled graph per group
+            (torch.compile with Triton). None (default) uses it wherever it is available;
+            False keeps the plain per-tensor reference path. Both agree to float32 rounding.
     """
 
     _name = "Nero"
@@ -139,34 +142,98 @@ class Nero(NeuronOptimizer):
             group.setdefault("bias_scale", None)
 
     def _use_fused(self, params: list[Tensor]) -> bool:
-        if self._fused_broken or not params:
+        if not params:
             return False
         if self._fused_request is not None:
             return self._fused_request
-        return params[0].device.type == "cuda" and importlib.util.find_spec("triton") is not None
+        device = params[0].device.type
+        return device == "cpu" or (device == "cuda" and importlib.util.find_spec("triton") is not None)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Perform one optimisation step; ``closure`` re-evaluates the model and returns the loss."""
         loss = self._closure_loss(closure)
-        sq_norms: list[Tensor] = []
+        sq_norms: list[Tensor] = []  # per-unit squared gradient norms, checked for non-finite
+        bad = 0  # non-finite units counted by the CPU kernel
         last_step = 0
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None and p.numel() > 0]
             for p in params:
                 dense_grad(p, "Nero")
-                if not self.state[p]:
+                state = self.state[p]
+                if not state:
                     self._init_param(p, group)
-                self.state[p]["step"] += 1
-                last_step = max(last_step, self.state[p]["step"])
+                state["step"] += 1
+                last_step = max(last_step, state["step"])
             if self._use_fused(params):
-                sq_norms += self._fused_group(group, params)
-            else:
-                sq_norms += [self._plain_update(group, p) for p in params]
+                params, found = self._fast_update(group, params, sq_norms)
+                bad += found
+            sq_norms += [self._plain_update(group, p) for p in params]
         if sq_norms:
             flat = torch.cat([s.reshape(-1) for s in sq_norms])
-            self._report_nonfinite((~torch.isfinite(flat)).sum(), last_step)
+            self._report_nonfinite((~torch.isfinite(flat)).sum() + bad, last_step)
+        elif bad:
+            self._report_nonfinite(bad, last_step)
         return loss
+
+    def _fast_update(
+        self, group: dict[str, Any], params: list[Tensor], sq_norms: list[Tensor]
+    ) -> tuple[list[Tensor], int]:
+        """Update what a fast kernel can take; return the rest and a count of non-finite units.
+
+        Float32 CPU tensors go through the C++ kernel (:mod:`nero._native`), accelerator tensors
+        through one compiled graph per group; the rest (low-precision CPU tensors, layouts
+        without row views, or everything where no kernel could be built) stays for the plain
+        path. The compiled graph appends its squared gradient norms to ``sq_norms``.
+        """
+        bad = 0
+        native = [p for p in params if _native_ok(p, self.state[p])]
+        if native and (lib := _native.load()) is not None:
+            bad = self._native_update(lib, group, native)
+            done = {id(p) for p in native}
+            params = [p for p in params if id(p) not in done]
+        compiled = [p for p in params if p.device.type != "cpu" or _COMPILE_ON_CPU]
+        if compiled and not self._fused_broken:
+            sq_norms += self._fused_group(group, compiled)
+            done = {id(p) for p in compiled}
+            params = [p for p in params if id(p) not in done]
+        return params, bad
+
+    def _native_update(self, lib: Any, group: dict[str, Any], params: list[Tensor]) -> int:
+        """Every float32 CPU tensor of the group in one call of the C++ kernel (see _native)."""
+        beta, lr = group["beta"], group["lr"]
+        n_units, fan_ins, p_ptrs, g_ptrs, v_ptrs, neg_lr_scales, corrections, flags = (
+            [] for _ in range(8)
+        )
+        keep = []  # gradients copied into the parameter's layout must outlive the call
+        for p in params:
+            g = p.grad
+            if g.stride() != p.stride() or g.dtype != p.dtype:
+                g = torch.empty_like(p).copy_(g)
+                keep.append(g)
+            state = self.state[p]
+            n_units.append(_units(p))
+            fan_ins.append(fan_in(p))
+            p_ptrs.append(p.data_ptr())
+            g_ptrs.append(g.data_ptr())
+            v_ptrs.append(state["v"].data_ptr())
+            neg_lr_scales.append(-lr * state["scale"])
+            corrections.append(1.0 - beta ** state["step"])
+            weight = p.dim() > 1
+            centre, normalise = weight and group["mean_constraint"], weight and group["norm_constraint"]
+            flags.append(int(centre) | 2 * int(normalise))
+        ints = torch.tensor([n_units, fan_ins], dtype=torch.int64)
+        ptrs = torch.tensor([p_ptrs, g_ptrs, v_ptrs], dtype=torch.int64)
+        floats = torch.tensor([neg_lr_scales, corrections], dtype=torch.float32)
+        flag_bytes = torch.tensor(flags, dtype=torch.uint8)
+        return int(
+            lib.nero_step_f32(
+                len(params), ints[0].data_ptr(), ints[1].data_ptr(),
+                ptrs[0].data_ptr(), ptrs[1].data_ptr(), ptrs[2].data_ptr(),
+                floats[0].data_ptr(), floats[1].data_ptr(), flag_bytes.data_ptr(),
+                beta, 1.0 - beta, torch.get_num_threads(),
+            )
+        )
 
     def _plain_update(self, group: dict[str, Any], p: Tensor) -> Tensor:
         state = self.state[p]
@@ -265,6 +332,18 @@ class Nero(NeuronOptimizer):
         )
 
 
+def _native_ok(p: Tensor, state: dict[str, Any]) -> bool:
+    """Whether the CPU kernel can update ``p``: float32, on the CPU, each neuron one block."""
+    v = state["v"]
+    return (
+        p.device.type == "cpu"
+        and p.dtype == torch.float32
+        and v.dtype == torch.float32
+        and v.is_contiguous()
+        and _rows(p) is not None
+    )
+
+
 def _units(p: Tensor) -> int:
     return p.shape[0] if p.dim() > 1 else max(p.numel(), 1)
 
@@ -326,6 +405,10 @@ def _group_kernel(
         )
     ]
 
+
+# Compiling a big model's update graph for the CPU takes minutes, so CPU tensors the C++ kernel
+# cannot take use the plain path; the tests switch this on to exercise the compiled graph.
+_COMPILE_ON_CPU = False
 
 _KERNEL: Callable[..., list[Tensor]] | None = None
 
