@@ -66,6 +66,33 @@ def fan_in(t: Tensor) -> int:
     return t[0].numel() if t.dim() > 1 and t.shape[0] > 0 else 1
 
 
+def rows_view(t: Tensor) -> Tensor | None:
+    """A (units, fan-in) view sharing ``t``'s memory, or None where the layout has no such view.
+
+    Row sums and norms do not depend on the order of a row's entries, so a channels_last conv
+    weight (dim 0 outermost, each filter one dense block) is viewed in its memory order.
+    """
+    if t.dim() <= 1:
+        return t.view(-1, 1) if t.is_contiguous() else None
+    n = t.shape[0]
+    d = t.numel() // n
+    if t.is_contiguous():
+        return t.view(n, d)
+    if t.stride(0) == d and _dense_within_rows(t):
+        return t.as_strided((n, d), (d, 1))
+    return None
+
+
+def _dense_within_rows(t: Tensor) -> bool:
+    """True where the entries of each neuron fill one block of memory, in some order."""
+    expected = 1
+    for stride, size in sorted((t.stride(i), t.shape[i]) for i in range(1, t.dim()) if t.shape[i] > 1):
+        if stride != expected:
+            return False
+        expected *= size
+    return expected == t[0].numel()
+
+
 @torch.no_grad()
 def project_(p: Tensor, mean: bool = True, norm: bool = True) -> Tensor:
     """Project every neuron of ``p`` in place: centre it (``mean``), then scale it to unit norm.

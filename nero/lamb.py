@@ -8,8 +8,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from . import _native
 from ._base import NeuronOptimizer, check_beta, check_lr, check_positive, dense_grad
 from ._functional import lamb_update_, project_, state_dtype
+from ._native import I64, U8
 
 __all__ = ["LAMB"]
 
@@ -46,7 +48,10 @@ class LAMB(NeuronOptimizer):
         constraints: project neurons after each step (``LambCS``).
         max_weight_norm: clamp of the weight norm in the trust ratio (original: 10).
         bias_correction: Adam-style bias correction of m and v (original: off).
-        foreach: use multi-tensor kernels (default: when all tensors of a group share a device).
+        foreach: use multi-tensor kernels for what the C++ kernel does not take (default: when
+            all those tensors of a group share a device and are float32).
+        fused: float32 CPU tensors through the C++ kernel of :mod:`nero._native` (two passes
+            over memory; the default where it builds); False leaves them to ``foreach``.
     """
 
     _name = "LAMB"
@@ -63,6 +68,7 @@ class LAMB(NeuronOptimizer):
         max_weight_norm: float = 10.0,
         bias_correction: bool = False,
         foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
         defaults = dict(
             lr=check_lr(lr),
@@ -76,6 +82,7 @@ class LAMB(NeuronOptimizer):
         if weight_decay < 0:
             raise ValueError(f"invalid weight_decay {weight_decay!r}: it must be >= 0")
         self._foreach = foreach
+        self._fused = fused
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -88,6 +95,7 @@ class LAMB(NeuronOptimizer):
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         self.__dict__.setdefault("_foreach", None)
+        self.__dict__.setdefault("_fused", None)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
@@ -106,6 +114,14 @@ class LAMB(NeuronOptimizer):
                     state["exp_avg_sq"] = torch.zeros_like(p, dtype=state_dtype(p))
                 state["step"] += 1
                 params.append(p)
+            native = [
+                p for p in params
+                if _native.eligible(p, self.state[p]["exp_avg"], self.state[p]["exp_avg_sq"])
+            ]
+            if native and self._fused is not False and (lib := _native.load()) is not None:
+                self._native_update(lib, group, native)
+                done = {id(p) for p in native}
+                params = [p for p in params if id(p) not in done]
             if not params:
                 continue
             if self._use_foreach(params):
@@ -139,6 +155,29 @@ class LAMB(NeuronOptimizer):
             max_weight_norm=group["max_weight_norm"],
             bias_correction=group["bias_correction"],
             constraints=group["constraints"],
+        )
+
+    def _native_update(self, lib: Any, group: dict[str, Any], params: list[Tensor]) -> None:
+        """Every float32 CPU tensor of the group in one call of the C++ kernel (see _native)."""
+        beta1, beta2 = group["betas"]
+        steps = {self.state[p]["step"] for p in params}
+        if group["bias_correction"] and len(steps) > 1:  # one correction per call: split by step
+            for step in sorted(steps):
+                self._native_update(lib, group, [p for p in params if self.state[p]["step"] == step])
+            return
+        step = steps.pop()
+        c1, c2 = (1.0 - beta1**step, 1.0 - beta2**step) if group["bias_correction"] else (1.0, 1.0)
+        grads = [_native.grad_like(p) for p in params]  # alive until the kernel returns
+        rows = [
+            (*_native.layout(p), p.data_ptr(), g.data_ptr(), self.state[p]["exp_avg"].data_ptr(),
+             self.state[p]["exp_avg_sq"].data_ptr(), int(group["constraints"] and p.dim() > 1))
+            for p, g in zip(params, grads)
+        ]
+        scratch = torch.empty(2 * len(params) * torch.get_num_threads(), dtype=torch.float64)
+        _native.run(
+            lib, "lamb_step_f32", rows, (I64, I64, I64, I64, I64, I64, U8),
+            -group["lr"], beta1, 1.0 - beta1, beta2, 1.0 - beta2, c1, c2, group["eps"],
+            group["weight_decay"], group["max_weight_norm"], scratch.data_ptr(),
         )
 
     def _foreach_group(self, group: dict[str, Any], params: list[Tensor]) -> None:

@@ -8,8 +8,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from . import _native
 from ._base import NeuronOptimizer, check_beta, check_lr, check_positive, dense_grad
 from ._functional import madam_update_, state_dtype
+from ._native import F32, I64, U8
 
 __all__ = ["Madam"]
 
@@ -40,6 +42,9 @@ class Madam(NeuronOptimizer):
         g_bound: clip of the normalised gradient (original default 10.0).
         beta: averaging constant, hard-coded to 0.999 in the original.
         constraints: project neurons after each step (``MadamCS``; original default False).
+        fused: float32 CPU tensors through the C++ kernel of :mod:`nero._native` (one pass
+            over memory; the default where it builds); False keeps the plain per-tensor path.
+            Other tensors always take the plain path.
     """
 
     _name = "Madam"
@@ -52,6 +57,8 @@ class Madam(NeuronOptimizer):
         g_bound: float = 10.0,
         beta: float = 0.999,
         constraints: bool = False,
+        *,
+        fused: bool | None = None,
     ) -> None:
         defaults = dict(
             lr=check_lr(lr),
@@ -60,7 +67,12 @@ class Madam(NeuronOptimizer):
             beta=check_beta(beta),
             constraints=bool(constraints),
         )
+        self._fused = fused
         super().__init__(params, defaults)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.__dict__.setdefault("_fused", None)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
@@ -75,12 +87,14 @@ class Madam(NeuronOptimizer):
         """Perform one optimisation step; ``closure`` re-evaluates the model and returns the loss."""
         loss = self._closure_loss(closure)
         skipped: list[Tensor] = []
+        bad = 0  # non-finite entries counted by the CPU kernel
         last_step = 0
         for group in self.param_groups:
+            params = []
             for p in group["params"]:
                 if p.grad is None or p.numel() == 0:
                     continue
-                g = dense_grad(p, "Madam")
+                dense_grad(p, "Madam")
                 state = self.state[p]
                 if not state:
                     # Lazily, at the parameter's first step, as in the original.
@@ -90,18 +104,45 @@ class Madam(NeuronOptimizer):
                     state["v"] = torch.zeros_like(p, dtype=state_dtype(p))
                 state["step"] += 1
                 last_step = max(last_step, state["step"])
-                finite = madam_update_(
-                    p,
-                    g,
-                    state["v"],
-                    step=state["step"],
-                    lr=group["lr"],
-                    beta=group["beta"],
-                    g_bound=group["g_bound"],
-                    max_abs=state["max"],
-                    constraints=group["constraints"],
-                )
-                skipped.append((~finite).sum())
+                params.append(p)
+            native = [p for p in params if _native.eligible(p, self.state[p]["v"])]
+            if native and self._fused is not False and (lib := _native.load()) is not None:
+                bad += self._native_update(lib, group, native)
+                done = {id(p) for p in native}
+                params = [p for p in params if id(p) not in done]
+            skipped += [(~self._plain_update(group, p)).sum() for p in params]
         if skipped:
-            self._report_nonfinite(torch.stack(skipped).sum(), last_step)
+            self._report_nonfinite(torch.stack(skipped).sum() + bad, last_step)
+        elif bad:
+            self._report_nonfinite(bad, last_step)
         return loss
+
+    def _plain_update(self, group: dict[str, Any], p: Tensor) -> Tensor:
+        state = self.state[p]
+        return madam_update_(
+            p,
+            p.grad,
+            state["v"],
+            step=state["step"],
+            lr=group["lr"],
+            beta=group["beta"],
+            g_bound=group["g_bound"],
+            max_abs=state["max"],
+            constraints=group["constraints"],
+        )
+
+    def _native_update(self, lib: Any, group: dict[str, Any], params: list[Tensor]) -> int:
+        """Every float32 CPU tensor of the group in one call of the C++ kernel (see _native)."""
+        beta = group["beta"]
+        grads = [_native.grad_like(p) for p in params]  # alive until the kernel returns
+        rows = []
+        for p, g in zip(params, grads):
+            state = self.state[p]
+            rows.append((
+                *_native.layout(p), p.data_ptr(), g.data_ptr(), state["v"].data_ptr(),
+                1.0 - beta ** state["step"], state["max"], int(group["constraints"] and p.dim() > 1),
+            ))
+        dtypes = (I64, I64, I64, I64, I64, F32, F32, U8)
+        return int(_native.run(
+            lib, "madam_step_f32", rows, dtypes, -group["lr"], beta, 1.0 - beta, group["g_bound"]
+        ))

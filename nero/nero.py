@@ -19,8 +19,10 @@ from ._functional import (
     nero_update_,
     neuron_norm,
     project_,
+    rows_view,
     state_dtype,
 )
+from ._native import F32, I64, U8
 
 __all__ = ["Nero"]
 
@@ -187,7 +189,7 @@ class Nero(NeuronOptimizer):
         path. The compiled graph appends its squared gradient norms to ``sq_norms``.
         """
         bad = 0
-        native = [p for p in params if _native_ok(p, self.state[p])]
+        native = [p for p in params if _native.eligible(p, self.state[p]["v"])]
         if native and (lib := _native.load()) is not None:
             bad = self._native_update(lib, group, native)
             done = {id(p) for p in native}
@@ -202,38 +204,18 @@ class Nero(NeuronOptimizer):
     def _native_update(self, lib: Any, group: dict[str, Any], params: list[Tensor]) -> int:
         """Every float32 CPU tensor of the group in one call of the C++ kernel (see _native)."""
         beta, lr = group["beta"], group["lr"]
-        n_units, fan_ins, p_ptrs, g_ptrs, v_ptrs, neg_lr_scales, corrections, flags = (
-            [] for _ in range(8)
-        )
-        keep = []  # gradients copied into the parameter's layout must outlive the call
-        for p in params:
-            g = p.grad
-            if g.stride() != p.stride() or g.dtype != p.dtype:
-                g = torch.empty_like(p).copy_(g)
-                keep.append(g)
+        grads = [_native.grad_like(p) for p in params]  # alive until the kernel returns
+        rows = []
+        for p, g in zip(params, grads):
             state = self.state[p]
-            n_units.append(_units(p))
-            fan_ins.append(fan_in(p))
-            p_ptrs.append(p.data_ptr())
-            g_ptrs.append(g.data_ptr())
-            v_ptrs.append(state["v"].data_ptr())
-            neg_lr_scales.append(-lr * state["scale"])
-            corrections.append(1.0 - beta ** state["step"])
             weight = p.dim() > 1
             centre, normalise = weight and group["mean_constraint"], weight and group["norm_constraint"]
-            flags.append(int(centre) | 2 * int(normalise))
-        ints = torch.tensor([n_units, fan_ins], dtype=torch.int64)
-        ptrs = torch.tensor([p_ptrs, g_ptrs, v_ptrs], dtype=torch.int64)
-        floats = torch.tensor([neg_lr_scales, corrections], dtype=torch.float32)
-        flag_bytes = torch.tensor(flags, dtype=torch.uint8)
-        return int(
-            lib.nero_step_f32(
-                len(params), ints[0].data_ptr(), ints[1].data_ptr(),
-                ptrs[0].data_ptr(), ptrs[1].data_ptr(), ptrs[2].data_ptr(),
-                floats[0].data_ptr(), floats[1].data_ptr(), flag_bytes.data_ptr(),
-                beta, 1.0 - beta, torch.get_num_threads(),
-            )
-        )
+            rows.append((
+                *_native.layout(p), p.data_ptr(), g.data_ptr(), state["v"].data_ptr(),
+                -lr * state["scale"], 1.0 - beta ** state["step"], int(centre) | 2 * int(normalise),
+            ))
+        dtypes = (I64, I64, I64, I64, I64, F32, F32, U8)
+        return int(_native.run(lib, "nero_step_f32", rows, dtypes, beta, 1.0 - beta))
 
     def _plain_update(self, group: dict[str, Any], p: Tensor) -> Tensor:
         state = self.state[p]
@@ -259,7 +241,7 @@ class Nero(NeuronOptimizer):
         """
         weights, flat, plain = [], [], []
         for p in params:
-            if p.dim() > 1 and self._versions.get(p) == p._version and _rows(p) is not None:
+            if p.dim() > 1 and self._versions.get(p) == p._version and rows_view(p) is not None:
                 weights.append(p)
             elif p.dim() <= 1 and p.is_contiguous():
                 flat.append(p)
@@ -296,8 +278,8 @@ class Nero(NeuronOptimizer):
             if g.stride() != p.stride():
                 g = torch.empty_like(p).copy_(g)
             state = self.state[p]
-            rows_p.append(_rows(p))
-            rows_g.append(_rows(g))
+            rows_p.append(rows_view(p))
+            rows_g.append(rows_view(g))
             rows_v.append(state["v"].view(-1, 1))
             lr_scales.append(group["lr"] * state["scale"])
             corrections.append(1.0 - beta ** state["step"])
@@ -332,18 +314,6 @@ class Nero(NeuronOptimizer):
         )
 
 
-def _native_ok(p: Tensor, state: dict[str, Any]) -> bool:
-    """Whether the CPU kernel can update ``p``: float32, on the CPU, each neuron one block."""
-    v = state["v"]
-    return (
-        p.device.type == "cpu"
-        and p.dtype == torch.float32
-        and v.dtype == torch.float32
-        and v.is_contiguous()
-        and _rows(p) is not None
-    )
-
-
 def _units(p: Tensor) -> int:
     return p.shape[0] if p.dim() > 1 else max(p.numel(), 1)
 
@@ -359,33 +329,6 @@ def _initial_scale(p: Tensor, group: dict[str, Any]) -> float:
             return float(group["bias_scale"])
         value = float(p.to(state_dtype(p)).abs().mean())
     return value if value != 0.0 else ZERO_INIT_SCALE
-
-
-def _rows(t: Tensor) -> Tensor | None:
-    """A (units, fan-in) view sharing ``t``'s memory, or None where the layout has no such view.
-
-    Row sums and norms do not depend on the order of a row's entries, so a channels_last conv
-    weight (dim 0 outermost, each filter one dense block) is viewed in its memory order.
-    """
-    if t.dim() <= 1:
-        return t.view(-1, 1) if t.is_contiguous() else None
-    n = t.shape[0]
-    d = t.numel() // n
-    if t.is_contiguous():
-        return t.view(n, d)
-    if t.stride(0) == d and _dense_within_rows(t):
-        return t.as_strided((n, d), (d, 1))
-    return None
-
-
-def _dense_within_rows(t: Tensor) -> bool:
-    """True where the entries of each neuron fill one block of memory, in some order."""
-    expected = 1
-    for stride, size in sorted((t.stride(i), t.shape[i]) for i in range(1, t.dim()) if t.shape[i] > 1):
-        if stride != expected:
-            return False
-        expected *= size
-    return expected == t[0].numel()
 
 
 def _group_kernel(

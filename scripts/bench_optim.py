@@ -38,8 +38,10 @@ OPTIMISERS: dict[str, Callable[[list[torch.Tensor]], torch.optim.Optimizer]] = {
     "nero(plain loop)": lambda ps: Nero(ps, lr=0.01, fused=False),
     "adam(fused)": lambda ps: torch.optim.Adam(ps, lr=1e-3, fused=True),
     "adam(foreach)": lambda ps: torch.optim.Adam(ps, lr=1e-3, foreach=True),
-    "lamb(foreach)": lambda ps: LAMB(ps, lr=1e-3, betas=(0.0, 0.999), foreach=True),
-    "madam": lambda ps: Madam(ps, lr=0.01),
+    "lamb(fused)": lambda ps: LAMB(ps, lr=1e-3, betas=(0.0, 0.999), fused=True),
+    "lamb(foreach)": lambda ps: LAMB(ps, lr=1e-3, betas=(0.0, 0.999), fused=False, foreach=True),
+    "madam(fused)": lambda ps: Madam(ps, lr=0.01, fused=True),
+    "madam(plain loop)": lambda ps: Madam(ps, lr=0.01, fused=False),
 }
 
 

@@ -23,9 +23,9 @@ RUNNER_KEYS = {"name", "id", "lr", "grad_clip", "modules"}
 
 _ARGS: dict[str, tuple[type[torch.optim.Optimizer], set[str]]] = {
     "nero": (Nero, {"beta", "mean_constraint", "norm_constraint", "bias_scale", "fused"}),
-    "madam": (Madam, {"p_scale", "g_bound", "beta", "constraints"}),
+    "madam": (Madam, {"p_scale", "g_bound", "beta", "constraints", "fused"}),
     "lamb": (LAMB, {"betas", "eps", "weight_decay", "constraints", "max_weight_norm",
-                    "bias_correction", "foreach"}),
+                    "bias_correction", "foreach", "fused"}),
     "sgd": (torch.optim.SGD, {"momentum", "weight_decay", "nesterov", "dampening", "foreach"}),
     "adam": (torch.optim.Adam, {"betas", "eps", "weight_decay", "amsgrad", "foreach", "fused"}),
 }

@@ -91,22 +91,28 @@ def test_nero_constraints_flag_is_both_switches():
 
 
 @pytest.mark.parametrize("constraints", [False, True])
-def test_madam_matches_reference(constraints):
-    mine, ref_model = twin_models(torch.float64)
-    opt = Madam(mine.parameters(), lr=0.02, constraints=constraints)
+@pytest.mark.parametrize(
+    "dtype,fused,tol", [(torch.float64, None, 1e-10), (torch.float32, True, 1e-5)], ids=["plain", "fused"]
+)
+def test_madam_matches_reference(constraints, dtype, fused, tol):
+    mine, ref_model = twin_models(dtype)
+    opt = Madam(mine.parameters(), lr=0.02, constraints=constraints, fused=fused)
     ref = RefMadam(ref_model.parameters(), lr=0.02, constraints=constraints)
-    run_pair(opt, mine, ref, ref_model, 25, torch.float64)
-    assert max_rel_diff(mine, ref_model) < 1e-10
+    run_pair(opt, mine, ref, ref_model, 25, dtype)
+    assert max_rel_diff(mine, ref_model) < tol
 
 
 @pytest.mark.parametrize("betas", [(0.0, 0.999), (0.9, 0.999)])
 @pytest.mark.parametrize("constraints", [False, True])
-@pytest.mark.parametrize("foreach", [False, True])
-def test_lamb_matches_reference(betas, constraints, foreach):
-    dtype = torch.float64 if not foreach else torch.float32
+@pytest.mark.parametrize("path", ["plain", "foreach", "fused"])
+def test_lamb_matches_reference(betas, constraints, path):
+    dtype = torch.float64 if path == "plain" else torch.float32
     tol = 1e-10 if dtype == torch.float64 else 1e-5
     mine, ref_model = twin_models(dtype)
-    opt = LAMB(mine.parameters(), lr=0.02, betas=betas, constraints=constraints, foreach=foreach)
+    opt = LAMB(
+        mine.parameters(), lr=0.02, betas=betas, constraints=constraints,
+        foreach=path == "foreach", fused=path == "fused",
+    )
     ref = RefLamb(ref_model.parameters(), lr=0.02, betas=betas, constraints=constraints)
     run_pair(opt, mine, ref, ref_model, 25, dtype)
     assert max_rel_diff(mine, ref_model) < tol
@@ -396,8 +402,8 @@ def test_rows_without_gradient_get_no_update(fused):
 @pytest.mark.parametrize(
     "make",
     [lambda ps: Nero(ps, lr=0.01, fused=False), lambda ps: Nero(ps, lr=0.01, fused=True),
-     lambda ps: Madam(ps, lr=0.01)],
-    ids=["nero-plain", "nero-fused", "madam"],
+     lambda ps: Madam(ps, lr=0.01, fused=False), lambda ps: Madam(ps, lr=0.01, fused=True)],
+    ids=["nero-plain", "nero-fused", "madam-plain", "madam-fused"],
 )
 def test_nonfinite_gradient_warns_and_does_not_freeze(make):
     torch.manual_seed(0)
@@ -528,9 +534,60 @@ def test_cpu_kernel_build_failure_falls_back_to_plain_path(monkeypatch):
     plain, fused = twin_models()
     opt_plain = Nero(plain.parameters(), fused=False)
     opt_fused = Nero(fused.parameters())
-    with pytest.warns(RuntimeWarning, match="CPU kernel could not be built"):
+    with pytest.warns(RuntimeWarning, match="CPU kernels could not be built"):
         train_pair(plain, fused, opt_plain, opt_fused, 3)
     assert max_rel_diff(fused, plain) == 0.0
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda ps, fused: Madam(ps, lr=0.03, fused=fused),
+        lambda ps, fused: Madam(ps, lr=0.03, constraints=True, fused=fused),
+        lambda ps, fused: LAMB(ps, lr=0.02, weight_decay=0.01, bias_correction=True, fused=fused),
+        lambda ps, fused: LAMB(ps, lr=0.02, betas=(0.0, 0.999), constraints=True, fused=fused),
+    ],
+    ids=["madam", "madam-cs", "lamb-wd-bias-correction", "lamb-cs"],
+)
+def test_cpu_kernels_of_madam_and_lamb_match_plain_paths(make):
+    """channels_last weights, a parameter that starts late (its own step count), NaN entries."""
+    plain, fused = twin_models()
+    fused = fused.to(memory_format=torch.channels_last)
+    opt_plain, opt_fused = make(plain.parameters(), False), make(fused.parameters(), True)
+    for t in range(12):
+        for model, opt in ((plain, opt_plain), (fused, opt_fused)):
+            opt.zero_grad()
+            loss_of(model, t).backward()
+            if t < 4:
+                model.head.bias.grad = None
+            if t == 6 and isinstance(opt, Madam):
+                model.fc1.weight.grad[2, 3] = float("nan")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                opt.step()
+    assert max_rel_diff(fused, plain) < 1e-5
+    for p, q in zip(plain.parameters(), fused.parameters()):
+        for key, value in opt_plain.state[p].items():
+            if isinstance(value, torch.Tensor):
+                other = opt_fused.state[q][key]
+                assert (value - other).abs().max() <= 1e-5 * value.abs().max()
+    expected = 1 if isinstance(opt_plain, Madam) else 0
+    assert opt_plain.nonfinite_count == opt_fused.nonfinite_count == expected
+
+
+def test_cpu_kernels_are_built_into_the_cache_and_rebuilt_when_damaged(tmp_path, monkeypatch):
+    native = nero_module._native
+    monkeypatch.setenv("NERO_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(native, "_STATE", {})
+    target = native._target(native._compiler(), native._FLAG_SETS[0])
+    assert target.parent == tmp_path
+    target.write_bytes(b"not a shared library")  # e.g. left by a full disk
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        lib = native.load()
+    assert lib is not None and target.stat().st_size > 1000
+    assert native.load() is lib  # built once per process
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]  # no staging files left
 
 
 @pytest.fixture
