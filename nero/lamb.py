@@ -114,14 +114,8 @@ class LAMB(NeuronOptimizer):
                     state["exp_avg_sq"] = torch.zeros_like(p, dtype=state_dtype(p))
                 state["step"] += 1
                 params.append(p)
-            native = [
-                p for p in params
-                if _native.eligible(p, self.state[p]["exp_avg"], self.state[p]["exp_avg_sq"])
-            ]
-            if native and self._fused is not False and (lib := _native.load()) is not None:
-                self._native_update(lib, group, native)
-                done = {id(p) for p in native}
-                params = [p for p in params if id(p) not in done]
+            if self._fused is not False:
+                params, _ = self._native_first(group, params, "exp_avg", "exp_avg_sq")
             if not params:
                 continue
             if self._use_foreach(params):

@@ -105,16 +105,11 @@ class Madam(NeuronOptimizer):
                 state["step"] += 1
                 last_step = max(last_step, state["step"])
                 params.append(p)
-            native = [p for p in params if _native.eligible(p, self.state[p]["v"])]
-            if native and self._fused is not False and (lib := _native.load()) is not None:
-                bad += self._native_update(lib, group, native)
-                done = {id(p) for p in native}
-                params = [p for p in params if id(p) not in done]
+            if self._fused is not False:
+                params, found = self._native_first(group, params, "v")
+                bad += found
             skipped += [(~self._plain_update(group, p)).sum() for p in params]
-        if skipped:
-            self._report_nonfinite(torch.stack(skipped).sum() + bad, last_step)
-        elif bad:
-            self._report_nonfinite(bad, last_step)
+        self._report_nonfinite(torch.stack(skipped).sum() + bad if skipped else bad, last_step)
         return loss
 
     def _plain_update(self, group: dict[str, Any], p: Tensor) -> Tensor:

@@ -173,9 +173,8 @@ class Nero(NeuronOptimizer):
             sq_norms += [self._plain_update(group, p) for p in params]
         if sq_norms:
             flat = torch.cat([s.reshape(-1) for s in sq_norms])
-            self._report_nonfinite((~torch.isfinite(flat)).sum() + bad, last_step)
-        elif bad:
-            self._report_nonfinite(bad, last_step)
+            bad = (~torch.isfinite(flat)).sum() + bad
+        self._report_nonfinite(bad, last_step)
         return loss
 
     def _fast_update(
@@ -188,12 +187,7 @@ class Nero(NeuronOptimizer):
         without row views, or everything where no kernel could be built) stays for the plain
         path. The compiled graph appends its squared gradient norms to ``sq_norms``.
         """
-        bad = 0
-        native = [p for p in params if _native.eligible(p, self.state[p]["v"])]
-        if native and (lib := _native.load()) is not None:
-            bad = self._native_update(lib, group, native)
-            done = {id(p) for p in native}
-            params = [p for p in params if id(p) not in done]
+        params, bad = self._native_first(group, params, "v")
         compiled = [p for p in params if p.device.type != "cpu" or _COMPILE_ON_CPU]
         if compiled and not self._fused_broken:
             sq_norms += self._fused_group(group, compiled)
