@@ -105,11 +105,15 @@ def test_real_pickle_format_without_download(tmp_path, pipeline):
     record = run_cell(tmp_path, "task=cifar10_resnet18", "task.width=0.125", "task.epochs=3",
                       "task.batch_size=20", "task.download=false", "task.num_workers=0",
                       "task.schedule.warmup_epochs=1", f"task.pipeline={pipeline}",
-                      "optimizer.lr=0.05")
+                      "task.eval_train=true", "optimizer.lr=0.05")
     assert record["status"] == "ok", record.get("reason")
     losses = [e["train/loss"] for e in record["history"]]
     assert losses[-1] < losses[0]
     assert record["metric"] == "top1_error" and 0 <= record["final"] <= 100
+    # The authors' eval-mode accuracy on augmented training images: 100 images, so a multiple of 1%.
+    train_eval = [e["train_eval/acc"] for e in record["history"]]
+    assert all(0 <= a <= 100 and a == round(a) for a in train_eval)
+    assert record["history"][-1]["train_eval/loss"] < record["history"][0]["train_eval/loss"]
 
 
 def test_missing_cifar_is_a_clear_error(tmp_path):
