@@ -94,7 +94,7 @@ class ImageNetResNet50(Task):
         self.sampler = ShardedBatchSampler(len(self.train_set), cfg.batch_size, ctx.seed, True,
                                            rank, world)
         self.val_sampler = ShardedBatchSampler(len(self.val_set), cfg.batch_size, ctx.seed, False,
-                                               rank, world)
+                                               rank, world, train=False)
         workers = int(cfg.num_workers)
         loader_args = dict(num_workers=workers, pin_memory=ctx.device.type == "cuda",
                            persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
@@ -123,18 +123,22 @@ class ImageNetResNet50(Task):
     def batches(self, epoch: int, start: int) -> Iterator[Any]:
         self.model.train()
         self.sampler.set_epoch(epoch, start)
-        for x, y in self.loader:
-            yield self._input(x), y.to(self.ctx.device, non_blocking=True)
+        for b, (x, y) in enumerate(self.loader, start):
+            yield self._input(x), y.to(self.ctx.device, non_blocking=True), self.sampler.global_size(b)
 
     def train_step(self, batch: Any, step: Stepper) -> dict[str, torch.Tensor]:
-        x, y = batch
+        x, y, global_size = batch
         logits = self.model(x)
-        loss = F.cross_entropy(logits, y)
+        loss_sum = F.cross_entropy(logits, y, reduction="sum")
+        # DDP averages the ranks' gradients; scaling each rank's summed loss by world / L makes
+        # that average the gradient of the global batch's mean loss, also when the shares of a
+        # last batch differ in size (world 1: the plain mean).
+        loss = loss_sum * (distributed.world_size() / global_size)
         if self.cfg.bn_gain_penalty:
             loss = loss + self.cfg.bn_gain_penalty * sum(((g - 1) ** 2).sum() for g in self.bn_gains)
         step(loss)
-        # The global batch's mean loss and accuracy, identical on every rank.
-        stats = torch.stack([loss.detach() * len(y), (logits.argmax(1) == y).sum().float(),
+        # The global batch's mean cross-entropy (no BN-gain penalty) and accuracy, as every rank sees.
+        stats = torch.stack([loss_sum.detach(), (logits.argmax(1) == y).sum().float(),
                              torch.tensor(float(len(y)), device=y.device)])
         distributed.all_reduce_sum(stats)
         return {"loss": stats[0] / stats[2], "top1_acc": stats[1] / stats[2]}

@@ -36,6 +36,22 @@ def test_sharded_batches_cover_each_global_batch():
         ShardedBatchSampler(50, 9, 0, True, 0, 2)
 
 
+def test_last_batch_shares_differ_by_at_most_one():
+    # 50 images in global batches of 12 over 4 processes: the last batch holds 2 images.
+    with pytest.raises(UserError, match="without an image"):
+        ShardedBatchSampler(50, 12, 0, True, 0, 4)
+    val = [ShardedBatchSampler(50, 12, 0, False, r, 4, train=False) for r in range(4)]
+    single = list(ShardedBatchSampler(50, 12, 0, False, 0, 1, train=False))
+    shares = [list(s) for s in val]
+    assert [len(s) for s in shares] == [4, 5, 4, 5]  # evaluation skips the empty shares
+    assert [len(b) for b in shares[0]] == [3, 3, 3, 3]
+    assert shares[0][-1] + shares[1][-2] + shares[2][-1] + shares[3][-2] == single[-2]
+    assert shares[1][-1] + shares[3][-1] == single[-1]
+    train = [ShardedBatchSampler(54, 12, 0, True, r, 4) for r in range(4)]  # last batch: 6
+    assert [len(list(s)[-1]) for s in train] == [1, 2, 1, 2]
+    assert train[0].global_size(4) == 6 and train[0].global_size(0) == 12
+
+
 def test_augmentation_depends_only_on_the_sample(tmp_path):
     write_synthetic(tmp_path, 4, 2, classes=2, size=40, seed=0)
     ds = SeededImageFolder(tmp_path / "train", True, 32, 36)

@@ -63,29 +63,48 @@ def _decode(path: str) -> torch.Tensor:
 
 
 class ShardedBatchSampler(Sampler[list[tuple[int, int]]]):
-    """This rank's slice of each global batch of one epoch, from global batch ``start`` on."""
+    """This rank's slice of each global batch of one epoch, from global batch ``start`` on.
+
+    A global batch of L images gives rank r the images [r L / world, (r + 1) L / world): shares
+    that differ by at most one. Training needs every rank in every step (DDP reduces the
+    gradients), so a last batch with fewer images than processes is refused up front;
+    evaluation (``train=False``) simply skips a rank's empty share.
+    """
 
     def __init__(self, n: int, global_batch: int, seed: int, shuffle: bool, rank: int,
-                 world: int) -> None:
+                 world: int, train: bool = True) -> None:
         if global_batch % world:
             raise UserError(f"the global batch {global_batch} does not split evenly over "
                             f"{world} processes")
+        if train and 0 < n % global_batch < world:
+            raise UserError(f"the last batch of an epoch ({n % global_batch} of {n} images) "
+                            f"would leave some of the {world} processes without an image: "
+                            "change the batch size, the number of processes or the data")
         self.n, self.global_batch, self.seed, self.shuffle = n, global_batch, seed, shuffle
-        self.rank, self.world = rank, world
+        self.rank, self.world, self.train = rank, world, train
         self.epoch, self.start = 0, 0
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
         self.epoch, self.start = epoch, start
 
     def __len__(self) -> int:
-        return num_batches(self.n, self.global_batch, drop_last=False) - self.start
+        return sum(1 for _ in self._shares())
+
+    def global_size(self, b: int) -> int:
+        """How many images global batch ``b`` holds (all ranks together)."""
+        return min(self.global_batch, self.n - b * self.global_batch)
+
+    def _shares(self) -> Iterator[tuple[int, int, int]]:
+        for b in range(self.start, num_batches(self.n, self.global_batch, drop_last=False)):
+            size = self.global_size(b)
+            lo, hi = size * self.rank // self.world, size * (self.rank + 1) // self.world
+            if hi > lo or self.train:
+                yield b, lo, hi
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         order = epoch_order(self.n, self.seed, self.epoch, self.shuffle)
-        for b in range(self.start, num_batches(self.n, self.global_batch, drop_last=False)):
-            batch = order[b * self.global_batch:(b + 1) * self.global_batch]
-            per = -(-len(batch) // self.world)
-            mine = batch[self.rank * per:(self.rank + 1) * per].tolist()
+        for b, lo, hi in self._shares():
+            mine = order[b * self.global_batch + lo:b * self.global_batch + hi].tolist()
             yield [(i, (self.seed * 1_000_003 + self.epoch) * 10_000_019 + i) for i in mine]
 
 
