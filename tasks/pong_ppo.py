@@ -9,10 +9,9 @@ Metric (gap 27): the mean raw score of the last 10 completed training episodes, 
 Beyond the paper, and labelled so: the mean score of a few greedy-policy episodes at the end.
 
 Resuming: the network, optimiser, RNG streams, episode statistics and counters are restored
-exactly. The emulators' mid-episode states are not saved (gymnasium offers no portable way to
-do so across worker processes): a resumed run starts fresh episodes, with reset seeds derived
-from the number of agent steps done, so it is deterministic given the checkpoint but not
-identical to an uninterrupted run.
+exactly, and so are the episodes in progress: each emulator with its RNG, each environment's
+RNG and wrapper counters (:class:`tasks.data.atari.Resumable`) and the frame stacks. A resumed
+run is identical to an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -202,12 +201,18 @@ class PongPPO(Task):
     # -- checkpoints ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {"returns": list(self.returns), "episodes": self.episodes,
-                "agent_steps": self.agent_steps}
+                "agent_steps": self.agent_steps, "envs": list(self.envs.call("snapshot")),
+                "frames": self.frames.cpu()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.returns = deque(state["returns"], maxlen=10)
         self.episodes, self.agent_steps = state["episodes"], state["agent_steps"]
-        self._reset_envs()
+        if "envs" not in state:  # a checkpoint from before episodes were saved: start afresh
+            self._reset_envs()
+            return
+        self.envs.set_attr("restore_from", state["envs"])
+        self.envs.call("restore")
+        self.frames.copy_(state["frames"])
 
     def close(self) -> None:
         self.envs.close()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -36,6 +39,33 @@ def train_cli(*args: str, env: dict | None = None, timeout: int = 300) -> subpro
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run([sys.executable, str(REPO / "scripts" / "train.py"), *args],
                           capture_output=True, text=True, timeout=timeout, cwd=REPO, env=full_env)
+
+
+def strip_times(history: list[dict]) -> list[dict]:
+    return [{k: v for k, v in e.items() if k != "time_s"} for e in history]
+
+
+def killed_and_resumed(tmp_path: Path, args: list[str], run: str) -> tuple[dict, dict, str]:
+    """Run the CLI to the end; run it again, SIGKILL it once it has written a checkpoint, and
+    relaunch it. Returns (uninterrupted record, resumed record, the relaunch's stderr)."""
+    reference = train_cli(*args, f"out_dir={tmp_path / 'ref'}")
+    assert reference.returncode == 0, reference.stderr
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, str(REPO / "scripts" / "train.py"), *args, f"out_dir={out}"],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = out / run / "checkpoint.pt"
+    deadline = time.time() + 120
+    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert ckpt.exists(), "the run ended before it could be killed"
+    resumed = train_cli(*args, f"out_dir={out}")
+    assert resumed.returncode == 0, resumed.stderr
+    a = json.loads((tmp_path / "ref" / run / "record.json").read_text())
+    b = json.loads((out / run / "record.json").read_text())
+    return a, b, resumed.stderr
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import torch
 from tasks.data.atari import finished_returns, make_env, make_vector_env, record_and_clip
 from tasks.models.ppo_cnn import ActorCritic
 from tasks.pong_ppo import gae, ppo_loss
+from tests.conftest import killed_and_resumed, strip_times
 
 
 def test_network_matches_e7():
@@ -102,3 +103,35 @@ def test_smoke_run_records_training_returns(smoke):
     last = record["history"][-1]
     assert last["episodes"] >= 1 and last["agent_steps"] == 8 * 2 * 128
     assert "greedy_return_beyond_paper" in last
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_episodes_in_progress_are_restored_exactly(kind):
+    """A snapshot taken mid-episode, restored into fresh environments, replays the same frames."""
+    actions = np.random.default_rng(0).integers(0, 6, size=(60, 2))
+    source = make_vector_env("PongNoFrameskip-v4", 2, kind)
+    source.reset(seed=[5, 6])
+    for a in actions[:20]:
+        source.step(a)
+    snapshots = list(source.call("snapshot"))
+    expected = [source.step(a)[:2] for a in actions[20:]]
+    source.close()
+    target = make_vector_env("PongNoFrameskip-v4", 2, kind)
+    target.reset(seed=[100, 200])  # other episodes entirely
+    target.set_attr("restore_from", snapshots)
+    target.call("restore")
+    replay = [target.step(a)[:2] for a in actions[20:]]
+    target.close()
+    for (obs_a, rew_a), (obs_b, rew_b) in zip(expected, replay, strict=True):
+        assert np.array_equal(obs_a, obs_b) and np.array_equal(rew_a, rew_b)
+    assert any(not np.array_equal(expected[0][0][0], o[0][0]) for o in expected[1:])  # frames move
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_gives_the_same_record(tmp_path):
+    args = ["task=pong_ppo", "optimizer=nero", "scale=smoke", "logger=none", "progress=true",
+            "task.checkpoint_every_epochs=2", "task.eval_every=1"]
+    a, b, stderr = killed_and_resumed(tmp_path, args, "adhoc/smoke/pong_ppo/nero/lr=0.01/seed=0")
+    assert "resuming" in stderr
+    assert strip_times(a["history"]) == strip_times(b["history"])
+    assert (a["final"], a["steps"]) == (b["final"], b["steps"])

@@ -18,13 +18,9 @@ import torch
 
 from tasks import records
 from tasks.errors import UserError
-from tests.conftest import REPO, compose, run_cell, train_cli
+from tests.conftest import REPO, compose, killed_and_resumed, run_cell, strip_times, train_cli
 
 SHARED_MNIST = Path(os.environ.get("NERO_MNIST_T10K", REPO.parent / "shared" / "data" / "mnist-t10k"))
-
-
-def strip_times(history):
-    return [{k: v for k, v in e.items() if k != "time_s"} for e in history]
 
 
 # -- records ---------------------------------------------------------------------------------
@@ -108,26 +104,8 @@ def test_baseline_settings_as_each_experiment_ran_them():
 def test_resume_after_sigkill_gives_the_same_record(tmp_path):
     args = ["task=mnist_mlp", "optimizer=nero", "scale=smoke", "logger=none", "task.epochs=4",
             "task.n_train=3000", "checkpoint.every_steps=7", "progress=true"]
-    reference = train_cli(*args, f"out_dir={tmp_path / 'ref'}")
-    assert reference.returncode == 0, reference.stderr
-    out = tmp_path / "killed"
-    proc = subprocess.Popen(
-        [sys.executable, str(REPO / "scripts" / "train.py"), *args, f"out_dir={out}"],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    ckpt = out / "adhoc/smoke/mnist_mlp/nero/lr=0.01/seed=0/checkpoint.pt"
-    deadline = time.time() + 120
-    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.3)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert ckpt.exists(), "the run ended before it could be killed"
-    resumed = train_cli(*args, f"out_dir={out}")
-    assert resumed.returncode == 0, resumed.stderr
-    assert "resuming" in resumed.stderr
-    a = json.loads((tmp_path / "ref/adhoc/smoke/mnist_mlp/nero/lr=0.01/seed=0/record.json").read_text())
-    b = json.loads((ckpt.parent / "record.json").read_text())
+    a, b, stderr = killed_and_resumed(tmp_path, args, "adhoc/smoke/mnist_mlp/nero/lr=0.01/seed=0")
+    assert "resuming" in stderr
     assert strip_times(a["history"]) == strip_times(b["history"])
     assert (a["final"], a["best"], a["steps"]) == (b["final"], b["best"], b["steps"])
 

@@ -7,6 +7,9 @@ return recorded (RecordEpisodeStatistics: a full game, -21 ... 21; FIRE's steps 
 rewards clipped to their sign for training. Frames are stacked by the caller (PPO storage),
 as baselines' VecFrameStack.
 Vector environments reset a finished episode in the same step (baselines' semantics).
+The outermost wrapper, :class:`Resumable`, saves an episode in progress as plain data (the
+emulator with its RNG, the environment's RNG, each wrapper's counters) and restores it, so a
+resumed run continues the very same episodes.
 """
 
 from __future__ import annotations
@@ -33,6 +36,63 @@ class FireReset(gym.Wrapper):
         return obs, info
 
 
+# What each wrapper (by class name) carries from one step to the next. Not carried: the
+# wall-clock start of an episode (RecordEpisodeStatistics' "t"), meaningless in a new process.
+_CARRIED = {
+    "TimeLimit": ("_elapsed_steps",),
+    "OrderEnforcing": ("_has_reset",),
+    "AtariPreprocessing": ("lives", "game_over"),
+    "RecordEpisodeStatistics": ("episode_returns", "episode_lengths", "episode_count"),
+}
+
+
+class Resumable(gym.Wrapper):
+    """The state of an episode in progress as plain data (bytes, numbers), and back.
+
+    Vector environments reach it by name: ``envs.call("snapshot")`` gathers one snapshot per
+    environment; ``envs.set_attr("restore_from", snapshots)`` then ``envs.call("restore")``
+    puts them back, in this process or in the async workers.
+    """
+
+    restore_from: dict[str, Any] | None = None
+
+    def _chain(self) -> list[Any]:
+        chain, env = [], self.env
+        while isinstance(env, gym.Wrapper):
+            chain.append(env)
+            env = env.env
+        return chain
+
+    def snapshot(self) -> dict[str, Any]:
+        base = self.unwrapped
+        carried = [
+            {k: _plain(getattr(w, k)) for k in _CARRIED.get(type(w).__name__, ()) if hasattr(w, k)}
+            for w in self._chain()
+        ]
+        return {
+            "ale": base.ale.cloneState(include_rng=True).__getstate__(),
+            "rng": base.np_random.bit_generator.state,
+            "carried": carried,
+        }
+
+    def restore(self) -> None:
+        snap, self.restore_from = self.restore_from, None
+        if snap is None:
+            raise RuntimeError("restore() needs restore_from to be set first")
+        base = self.unwrapped
+        state = ale_py.ALEState.__new__(ale_py.ALEState)
+        state.__setstate__(snap["ale"])
+        base.ale.restoreState(state)
+        base.np_random.bit_generator.state = snap["rng"]
+        for wrapper, values in zip(self._chain(), snap["carried"], strict=True):
+            for key, value in values.items():
+                setattr(wrapper, key, value)
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def make_env(env_id: str, noop_max: int = 30) -> Callable[[], Any]:
     def thunk() -> Any:
         env = gym.make(env_id)
@@ -41,7 +101,7 @@ def make_env(env_id: str, noop_max: int = 30) -> Callable[[], Any]:
                                               grayscale_obs=True, scale_obs=False)
         if "FIRE" in env.unwrapped.get_action_meanings():
             env = FireReset(env)
-        return record_and_clip(env)
+        return Resumable(record_and_clip(env))
 
     return thunk
 
