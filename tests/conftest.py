@@ -51,16 +51,18 @@ def killed_and_resumed(tmp_path: Path, args: list[str], run: str) -> tuple[dict,
     reference = train_cli(*args, f"out_dir={tmp_path / 'ref'}")
     assert reference.returncode == 0, reference.stderr
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, str(REPO / "scripts" / "train.py"), *args, f"out_dir={out}"],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ckpt = out / run / "checkpoint.pt"
-    deadline = time.time() + 120
-    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.3)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert ckpt.exists(), "the run ended before it could be killed"
+    log = tmp_path / "killed.log"
+    with open(log, "w") as err:
+        proc = subprocess.Popen([sys.executable, str(REPO / "scripts" / "train.py"), *args,
+                                 f"out_dir={out}"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=err)
+        ckpt = out / run / "checkpoint.pt"
+        deadline = time.time() + 120
+        while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert ckpt.exists(), f"the run ended before it could be killed:\n{log.read_text()[-3000:]}"
     resumed = train_cli(*args, f"out_dir={out}")
     assert resumed.returncode == 0, resumed.stderr
     a = json.loads((tmp_path / "ref" / run / "record.json").read_text())
