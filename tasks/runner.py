@@ -218,10 +218,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             "rng": ckpt.rng_state(),
         })
 
-    started = time.monotonic()
+    started, before = time.monotonic(), state["elapsed"]  # before: what earlier processes ran
 
     def elapsed() -> float:
-        return state["elapsed"] + time.monotonic() - started
+        return before + time.monotonic() - started
 
     if cfg.logger.name == "wandb" and main:
         mirror = WandbMirror(cfg.logger, identity, config, out, progress.line)

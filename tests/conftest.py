@@ -45,9 +45,11 @@ def strip_times(history: list[dict]) -> list[dict]:
     return [{k: v for k, v in e.items() if k != "time_s"} for e in history]
 
 
-def killed_and_resumed(tmp_path: Path, args: list[str], run: str) -> tuple[dict, dict, str]:
-    """Run the CLI to the end; run it again, SIGKILL it once it has written a checkpoint, and
-    relaunch it. Returns (uninterrupted record, resumed record, the relaunch's stderr)."""
+def killed_and_resumed(tmp_path: Path, args: list[str], run: str, delay: float = 0.1
+                       ) -> tuple[dict, dict, str]:
+    """Run the CLI to the end; run it again, SIGKILL it ``delay`` seconds after it has written
+    its first checkpoint, and relaunch it. The run must last well beyond that moment.
+    Returns (uninterrupted record, resumed record, the relaunch's stderr)."""
     reference = train_cli(*args, f"out_dir={tmp_path / 'ref'}")
     assert reference.returncode == 0, reference.stderr
     out = tmp_path / "killed"
@@ -59,7 +61,7 @@ def killed_and_resumed(tmp_path: Path, args: list[str], run: str) -> tuple[dict,
         deadline = time.time() + 120
         while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
             time.sleep(0.01)
-        time.sleep(0.3)
+        time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     assert ckpt.exists(), f"the run ended before it could be killed:\n{log.read_text()[-3000:]}"

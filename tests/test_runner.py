@@ -102,12 +102,22 @@ def test_baseline_settings_as_each_experiment_ran_them():
 
 # -- resume ----------------------------------------------------------------------------------
 def test_resume_after_sigkill_gives_the_same_record(tmp_path):
+    # 960 steps, a checkpoint every 7: killed long before the end, after some steps past one.
     args = ["task=mnist_mlp", "optimizer=nero", "scale=smoke", "logger=none", "task.epochs=4",
-            "task.n_train=3000", "checkpoint.every_steps=7", "progress=true"]
+            "task.n_train=12000", "checkpoint.every_steps=7", "progress=true"]
     a, b, stderr = killed_and_resumed(tmp_path, args, "adhoc/smoke/mnist_mlp/nero/lr=0.01/seed=0")
     assert "resuming" in stderr
     assert strip_times(a["history"]) == strip_times(b["history"])
     assert (a["final"], a["best"], a["steps"]) == (b["final"], b["best"], b["steps"])
+
+
+def test_wall_time_counts_each_second_once_with_frequent_checkpoints(tmp_path):
+    t0 = time.monotonic()
+    record = run_cell(tmp_path, "task=mnist_mlp", "scale=smoke", "task.epochs=2",
+                      "checkpoint.every_steps=1")
+    wall = time.monotonic() - t0
+    assert record["status"] == "ok"
+    assert 0 < record["history"][-1]["time_s"] <= record["wall_time_s"] <= wall
 
 
 def test_sigterm_writes_a_checkpoint_and_exits(tmp_path):
