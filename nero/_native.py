@@ -49,6 +49,19 @@ SOURCE = r"""
 
 namespace {
 
+struct Pointers {
+  float* p;        // the parameter
+  const float* g;  // its gradient
+  float* v;        // its running average
+};
+
+// Tensor t's data, from the addresses the Python side passes as int64 arrays.
+inline Pointers pointers(const int64_t* p_ptrs, const int64_t* g_ptrs, const int64_t* v_ptrs,
+                         int64_t t) {
+  return {reinterpret_cast<float*>(p_ptrs[t]), reinterpret_cast<const float*>(g_ptrs[t]),
+          reinterpret_cast<float*>(v_ptrs[t])};
+}
+
 // True for finite x; a comparison (false for NaN) that vectorises, unlike std::isfinite.
 inline bool finite(float x) { return std::fabs(x) <= 3.40282347e+38f; }
 
@@ -217,9 +230,7 @@ extern "C" int64_t nero_step_f32(
 #pragma omp parallel num_threads(n_threads) reduction(+ : bad)
   {
     for (int64_t t = 0; t < n_tensors; ++t) {
-      float* p = reinterpret_cast<float*>(p_ptrs[t]);
-      const float* g = reinterpret_cast<const float*>(g_ptrs[t]);
-      float* v = reinterpret_cast<float*>(v_ptrs[t]);
+      auto [p, g, v] = pointers(p_ptrs, g_ptrs, v_ptrs, t);
       const int64_t n = n_units[t], d = fan_in[t];
       const int f = flags[t] & (d > 1 ? 3 : 2);  // fan-in-1 neurons are not centred
       if (d == 1 && f == 0) {
@@ -250,9 +261,7 @@ extern "C" int64_t madam_step_f32(
 #pragma omp parallel num_threads(n_threads) reduction(+ : bad)
   {
     for (int64_t t = 0; t < n_tensors; ++t) {
-      float* p = reinterpret_cast<float*>(p_ptrs[t]);
-      const float* g = reinterpret_cast<const float*>(g_ptrs[t]);
-      float* v = reinterpret_cast<float*>(v_ptrs[t]);
+      auto [p, g, v] = pointers(p_ptrs, g_ptrs, v_ptrs, t);
       const int64_t n = n_units[t], d = fan_in[t];
       if (!project_flags[t]) {
         int64_t lo, hi;
