@@ -66,6 +66,11 @@ def fan_in(t: Tensor) -> int:
     return t[0].numel() if t.dim() > 1 and t.shape[0] > 0 else 1
 
 
+def units(t: Tensor) -> int:
+    """Number of units of a non-empty tensor: its neurons (dim 0), or its entries for 0-D and 1-D."""
+    return t.shape[0] if t.dim() > 1 else max(t.numel(), 1)
+
+
 def rows_view(t: Tensor) -> Tensor | None:
     """A (units, fan-in) view sharing ``t``'s memory, or None where the layout has no such view.
 

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._functional import rows_view
+from ._functional import fan_in, rows_view, units
 
 __all__ = ["load", "SOURCE", "eligible", "grad_like", "layout", "run"]
 
@@ -490,10 +490,8 @@ def grad_like(p: Tensor) -> Tensor:
 
 
 def layout(p: Tensor) -> tuple[int, int]:
-    """(neurons, entries per neuron): (numel, 1) for 0-D and 1-D tensors."""
-    if p.dim() <= 1:
-        return max(p.numel(), 1), 1
-    return p.shape[0], p.numel() // p.shape[0]
+    """(units, entries per unit) of a non-empty tensor, as the kernels take them."""
+    return units(p), fan_in(p)
 
 
 I64, F32, U8 = torch.int64, torch.float32, torch.uint8

@@ -21,6 +21,7 @@ from ._functional import (
     project_,
     rows_view,
     state_dtype,
+    units,
 )
 from ._native import F32, I64, U8
 
@@ -130,7 +131,7 @@ class Nero(NeuronOptimizer):
             project_(p, mean=group["mean_constraint"], norm=group["norm_constraint"])
         state = self.state[p]
         state["step"] = 0
-        state["v"] = torch.zeros(_units(p), dtype=state_dtype(p), device=p.device)
+        state["v"] = torch.zeros(units(p), dtype=state_dtype(p), device=p.device)
         state["scale"] = _initial_scale(p, group)
         self._versions[p] = p._version
 
@@ -306,10 +307,6 @@ class Nero(NeuronOptimizer):
             flat, [p.grad for p in flat], [s["v"] for s in states], cached[1] * group["lr"],
             beta, corrections,
         )
-
-
-def _units(p: Tensor) -> int:
-    return p.shape[0] if p.dim() > 1 else max(p.numel(), 1)
 
 
 @torch.no_grad()

@@ -91,7 +91,7 @@ class Cifar10Classifier(Task):
     def evaluate(self, epoch: int) -> dict[str, float]:
         self.model.eval()
         n = len(self.test_x)
-        correct, loss = self._score(self.test_x[i:i + 1000] for i in range(0, n, 1000))
+        correct, loss = self._score((self.test_x[i:i + 1000] for i in range(0, n, 1000)), self.test_y)
         out = {"top1_error": 100.0 * (1.0 - correct / n), "test_loss": loss / n}
         if self.cfg.get("eval_train", False):
             # The authors' second metric: accuracy and loss in eval mode on freshly augmented
@@ -105,10 +105,8 @@ class Cifar10Classifier(Task):
         self.model.train()
         return out
 
-    def _score(self, batches: Iterator[torch.Tensor], labels: torch.Tensor | None = None
-               ) -> tuple[float, float]:
-        """(number correct, summed cross-entropy) over batches of 1000 (test labels by default)."""
-        labels = self.test_y if labels is None else labels
+    def _score(self, batches: Iterator[torch.Tensor], labels: torch.Tensor) -> tuple[float, float]:
+        """(number correct, summed cross-entropy) over consecutive batches of 1000 images."""
         correct = torch.zeros((), device=self.ctx.device)
         loss = torch.zeros((), device=self.ctx.device)
         for i, x in enumerate(batches):
