@@ -3,7 +3,7 @@
     python scripts/aggregate.py RESULTS_DIR [--out DIR] [--sweep table1]
     python scripts/aggregate.py --wandb ENTITY/PROJECT --out DIR
 
-RESULTS_DIR is searched recursively for record.json files (see tasks/records.py). With --wandb,
+RESULTS_DIR is searched recursively for record.json files (see tasks/runner/records.py). With --wandb,
 the records are read from the runs of a W&B project instead (each run's summary holds its record).
 """
 
@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tasks import aggregate, records
+from tasks.analysis import tables as aggregate
+from tasks.runner import records
 
 
 def from_wandb(path: str) -> list[dict[str, Any]]:
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     taus = [1.0 + 0.05 * i for i in range(181)]  # 1 ... 10
     profile = aggregate.performance_profile(table, taus)
     if not args.no_figures:
-        from tasks import figures
+        from tasks.analysis import figures
 
         fig_dir = out / "figures"
         paths = figures.learning_curves(table, fig_dir) + figures.lr_sensitivity(table, fig_dir)

@@ -16,11 +16,11 @@ import numpy as np
 import torch
 
 from nero import Nero
-from tasks.base import RunContext
-from tasks.cli import compose
-from tasks.data.atari import make_vector_env
-from tasks.pong_ppo import PongPPO
-from tasks.runner import _Stepper, resolve_device
+from tasks.experiments.base import RunContext
+from tasks.experiments.data.atari import make_vector_env
+from tasks.experiments.pong_ppo import PongPPO
+from tasks.runner.cli import compose
+from tasks.runner.loop import _Stepper, resolve_device
 
 
 def env_only(n: int, kind: str, steps: int) -> float:

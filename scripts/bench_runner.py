@@ -19,11 +19,11 @@ import torch
 import torch.nn.functional as F
 
 from nero import Nero
-from tasks.cli import compose
-from tasks.data.batches import TensorBatches
-from tasks.data.mnist import synthetic_mnist
-from tasks.models.mlp import DeepMLP
-from tasks.runner import run
+from tasks.experiments.data.batches import TensorBatches
+from tasks.experiments.data.mnist import synthetic_mnist
+from tasks.experiments.models.mlp import DeepMLP
+from tasks.runner.cli import compose
+from tasks.runner.loop import run
 
 OVERRIDES = ["task=mnist_mlp", "optimizer=nero", "logger=none", "progress=false", "task.depth=5",
              "task.width=784", "task.synthetic=true", "task.epochs=1", "checkpoint.every_minutes=null"]

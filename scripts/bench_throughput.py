@@ -27,7 +27,7 @@ Workload = tuple[nn.Module, Callable[[nn.Module], torch.Tensor], int]
 
 def _vision(arch: str, batch: int, size: int, dev: torch.device) -> Workload:
     if arch in ("vgg11", "resnet18"):
-        from tasks.models.cifar import build
+        from tasks.experiments.models.cifar import build
 
         model, classes = build(arch), 10
     else:
@@ -44,7 +44,7 @@ def _vision(arch: str, batch: int, size: int, dev: torch.device) -> Workload:
 
 
 def _lm(batch: int, dev: torch.device) -> Workload:
-    from tasks.models.transformer_lm import TransformerLM
+    from tasks.experiments.models.transformer_lm import TransformerLM
 
     vocab, bptt = 33_278, 35
     model = TransformerLM(vocab).to(dev)
@@ -53,7 +53,7 @@ def _lm(batch: int, dev: torch.device) -> Workload:
 
 
 def _mt(batch: int, dev: torch.device) -> Workload:
-    from tasks.models.transformer_mt import Seq2SeqTransformer
+    from tasks.experiments.models.transformer_mt import Seq2SeqTransformer
 
     vocab, length = 10_000, 24
     model = Seq2SeqTransformer(vocab, pad=0).to(dev)

@@ -3,7 +3,7 @@
     python scripts/train.py task=mnist_mlp optimizer=nero scale=smoke
 """
 
-from tasks.cli import main
+from tasks.runner.cli import main
 
 if __name__ == "__main__":
     main()

@@ -22,13 +22,13 @@ os.environ.setdefault("WANDB_SILENT", "true")
 
 
 def compose(*overrides: str):
-    from tasks.cli import compose as compose_config
+    from tasks.runner.cli import compose as compose_config
 
     return compose_config(*overrides)
 
 
 def run_cell(tmp_path: Path, *overrides: str) -> dict:
-    from tasks.runner import run
+    from tasks.runner.loop import run
 
     cfg = compose("logger=none", "progress=false", f"out_dir={tmp_path}",
                   f"data_dir={tmp_path / 'data'}", *overrides)

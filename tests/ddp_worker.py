@@ -8,7 +8,7 @@ import torch.distributed as dist
 from torch import nn
 
 from nero import Nero
-from tasks import distributed
+from tasks.runner import distributed
 
 
 def main(out: str) -> None:

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from hydra_plugins.nero_sweeper.two_stage import best_lrs
-from tasks import aggregate, records
+from tasks.analysis import tables as aggregate
+from tasks.runner import records
 from tests.conftest import REPO, train_cli
 
 TASKS = [{"task": "toy_min", "order": "1", "label": "Toy", "dataset": "D", "model": "M",

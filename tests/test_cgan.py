@@ -8,9 +8,9 @@ import torch
 from PIL import Image
 from scipy import linalg
 
-from tasks import fid
 from tasks.errors import UserError
-from tasks.models.biggan import Discriminator, Generator
+from tasks.experiments import fid
+from tasks.experiments.models.biggan import Discriminator, Generator
 from tests.conftest import count_params
 
 
@@ -113,7 +113,7 @@ def test_gan_optimisers_follow_the_code():
     from tests.conftest import compose
 
     cfg = compose("task=cifar10_cgan", "optimizer=adam", "optimizer.lr=1e-4")
-    from tasks.optim import kwargs_for
+    from tasks.runner.optimizers import kwargs_for
 
     assert kwargs_for(cfg.optimizer, "G")["betas"] == (0.0, 0.999)
     assert kwargs_for(cfg.optimizer, "D")["betas"] == (0.9, 0.999)

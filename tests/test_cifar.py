@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from nero import Nero
-from tasks.data.cifar import augment, normalise
-from tasks.models.cifar import VGG11, ResNet18
+from tasks.experiments.data.cifar import augment, normalise
+from tasks.experiments.models.cifar import VGG11, ResNet18
 from tests.conftest import count_params, run_cell
 
 

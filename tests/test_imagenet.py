@@ -11,9 +11,9 @@ import pytest
 import torch
 from torch import nn
 
-from tasks.data.imagenet import SeededImageFolder, ShardedBatchSampler, write_synthetic
 from tasks.errors import UserError
-from tasks.imagenet import GroupedBN, build
+from tasks.experiments.data.imagenet import SeededImageFolder, ShardedBatchSampler, write_synthetic
+from tasks.experiments.imagenet import GroupedBN, build
 from tests.conftest import REPO, compose
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from tasks.data.atari import finished_returns, make_env, make_vector_env, record_and_clip
-from tasks.models.ppo_cnn import ActorCritic
-from tasks.pong_ppo import gae, ppo_loss
+from tasks.experiments.data.atari import finished_returns, make_env, make_vector_env, record_and_clip
+from tasks.experiments.models.ppo_cnn import ActorCritic
+from tasks.experiments.pong_ppo import gae, ppo_loss
 from tests.conftest import killed_and_resumed, strip_times
 
 

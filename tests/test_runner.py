@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from tasks import records
 from tasks.errors import UserError
+from tasks.runner import records
 from tests.conftest import REPO, compose, killed_and_resumed, run_cell, strip_times, train_cli
 
 SHARED_MNIST = Path(os.environ.get("NERO_MNIST_T10K", REPO.parent / "shared" / "data" / "mnist-t10k"))
@@ -69,7 +69,7 @@ def test_record_write_is_atomic(tmp_path, monkeypatch):
 
 
 def test_every_task_and_optimizer_composes():
-    from tasks.registry import TASKS
+    from tasks.experiments import TASKS
 
     optimizers = [p.stem for p in (REPO / "conf" / "optimizer").glob("*.yaml")]
     assert {"nero", "sgd", "adam", "lamb", "madam"} <= set(optimizers)
@@ -79,7 +79,7 @@ def test_every_task_and_optimizer_composes():
                 cfg = compose(f"task={task}", f"optimizer={opt}", f"scale={scale}")
                 assert cfg.task.name == task and cfg.optimizer.name in ("nero", "sgd", "adam",
                                                                         "lamb", "madam")
-                from tasks.optim import kwargs_for
+                from tasks.runner.optimizers import kwargs_for
 
                 kwargs_for(cfg.optimizer, "model")  # every key is a real constructor argument
 
@@ -157,7 +157,7 @@ def test_checkpoint_of_another_configuration_is_refused(tmp_path):
 
 def test_checkpoints_hold_no_code():
     # weights_only loading: only tensors and plain containers, nothing that runs code.
-    from tasks import checkpoint as ckpt
+    from tasks.runner import checkpoints as ckpt
 
     state = ckpt.rng_state()
     import io
@@ -256,7 +256,7 @@ def test_mnist_loads_real_idx_files_without_download(tmp_path, gz):
 
 @pytest.mark.skipif(not SHARED_MNIST.exists(), reason="MNIST t10k files not present")
 def test_real_mnist_t10k(tmp_path):
-    from tasks.data.mnist import load_mnist
+    from tasks.experiments.data.mnist import load_mnist
 
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from tasks.schedules import lr_factor
+from tasks.runner.schedules import lr_factor
 from tests.conftest import compose
 
 

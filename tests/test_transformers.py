@@ -9,10 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tasks.data import multi30k as m30k
-from tasks.data.wikitext2 import batchify, get_batch, load_wikitext2, tokenise
-from tasks.models.transformer_lm import TransformerLM
-from tasks.models.transformer_mt import Seq2SeqTransformer, smoothed_nll_sum
+from tasks.experiments.data import multi30k as m30k
+from tasks.experiments.data.wikitext2 import batchify, get_batch, load_wikitext2, tokenise
+from tasks.experiments.models.transformer_lm import TransformerLM
+from tasks.experiments.models.transformer_mt import Seq2SeqTransformer, smoothed_nll_sum
 from tests.conftest import count_params
 
 

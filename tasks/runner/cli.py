@@ -16,7 +16,8 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from .errors import UserError
+from tasks.errors import UserError
+
 from .records import format_lr
 
 
@@ -51,7 +52,7 @@ class CheckOutputDir(Callback):
 
     @staticmethod
     def _check(path: str) -> None:
-        from .runner import check_writable
+        from .loop import check_writable
 
         try:
             check_writable(Path(path))
@@ -89,13 +90,13 @@ def _multirun() -> bool:
         return False
 
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 
 @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> dict[str, Any] | None:
     """Train one cell; returns a summary that the two-stage sweeper reads."""
-    from .runner import Interrupted, run
+    from .loop import Interrupted, run
 
     _share_cpus(cfg)
     try:

@@ -25,11 +25,12 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.utils.data import DataLoader
 
-from . import distributed
+from tasks.errors import UserError
+from tasks.runner import distributed
+
 from .base import RunContext, Stepper, Task
 from .data.batches import num_batches
 from .data.imagenet import SeededImageFolder, ShardedBatchSampler, normalise, write_synthetic
-from .errors import UserError
 
 
 def build(arch: str, classes: int) -> nn.Module:

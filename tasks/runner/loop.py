@@ -14,6 +14,7 @@ import json
 import os
 import random
 import signal
+import tempfile
 import time
 import traceback
 from collections.abc import Iterator
@@ -25,14 +26,16 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from . import checkpoint as ckpt
-from . import distributed, optim, records, schedules
-from .base import RunContext, Task
-from .errors import UserError
-from .logging import Progress, WandbMirror
-from .registry import get_task
+from tasks.errors import UserError
+from tasks.experiments import get_task
+from tasks.experiments.base import RunContext, Task
 
-REPO = Path(__file__).resolve().parent.parent
+from . import checkpoints as ckpt
+from . import distributed, records, schedules
+from .optimizers import build_optimizer, check_lr
+from .reporting import Progress, WandbMirror
+
+REPO = Path(__file__).resolve().parents[2]
 CHECKPOINT = "checkpoint.pt"
 # Config keys that do not change what a run computes: a checkpoint stays valid across them.
 _NOT_IN_FINGERPRINT = ("logger", "device", "data_dir", "out_dir", "checkpoint", "progress",
@@ -53,7 +56,7 @@ def identity_of(cfg: DictConfig) -> dict[str, Any]:
         "scale": str(cfg.scale.name),
         "task": str(cfg.task.name),
         "optimizer": str(cfg.optimizer.id),
-        "lr": optim.check_lr(cfg.optimizer.lr),
+        "lr": check_lr(cfg.optimizer.lr),
         "seed": int(cfg.seed),
     }
 
@@ -92,9 +95,9 @@ def seed_everything(seed: int, device: torch.device, deterministic: Any) -> None
 def check_writable(path: Path) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_text("")
-        probe.unlink()
+        # A probe of our own: DDP ranks check the same directory at the same moment.
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test"):
+            pass
     except OSError as err:
         raise UserError(f"cannot write to output directory {path} ({err.strerror}); choose "
                         "another with out_dir=...") from None
@@ -170,7 +173,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     task: Task = task_cls(cfg.task, ctx)
     modules = task.modules()
     roles = list(modules)
-    optimizers = {r: optim.build(task.param_groups(r), cfg.optimizer, r) for r in roles}
+    optimizers = {r: build_optimizer(task.param_groups(r), cfg.optimizer, r) for r in roles}
     for opt in optimizers.values():
         for group in opt.param_groups:
             group["base_lr"] = group["lr"]

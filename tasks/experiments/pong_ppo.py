@@ -10,7 +10,7 @@ Beyond the paper, and labelled so: the mean score of a few greedy-policy episode
 
 Resuming: the network, optimiser, RNG streams, episode statistics and counters are restored
 exactly, and so are the episodes in progress: each emulator with its RNG, each environment's
-RNG and wrapper counters (:class:`tasks.data.atari.Resumable`) and the frame stacks. A resumed
+RNG and wrapper counters (:class:`tasks.experiments.data.atari.Resumable`) and the frame stacks. A resumed
 run is identical to an uninterrupted one.
 """
 

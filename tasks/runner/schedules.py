@@ -15,7 +15,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import UserError
+from tasks.errors import UserError
 
 KINDS = ("constant", "warmup_multistep", "exponential", "step", "triangular", "linear",
          "warmup_cosine")

@@ -15,8 +15,7 @@ from typing import Any
 import torch
 
 from nero import LAMB, Madam, Nero
-
-from .errors import UserError
+from tasks.errors import UserError
 
 # Keys of the optimizer config that the runner uses itself (not passed to the constructor).
 RUNNER_KEYS = {"name", "id", "lr", "grad_clip", "modules"}
@@ -63,7 +62,8 @@ def check_lr(lr: Any) -> float:
     return value
 
 
-def build(params: Iterable[Any], cfg: Mapping[str, Any], role: str = "model") -> torch.optim.Optimizer:
+def build_optimizer(params: Iterable[Any], cfg: Mapping[str, Any],
+                    role: str = "model") -> torch.optim.Optimizer:
     lr = check_lr(cfg["lr"])
     kwargs = kwargs_for(cfg, role)
     cls = _ARGS[cfg["name"]][0]

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from scipy import linalg
 from torch import nn
 
-from .errors import UserError
+from tasks.errors import UserError
 
 FID_WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/"
                    "fid_weights/pt_inception-2015-12-05-6726825d.pth")

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import UserError
+from tasks.errors import UserError
 
 FORMAT = 1
 

@@ -1,0 +1,1 @@
+"""From result records to the paper's tables and figures (pure functions over records)."""
