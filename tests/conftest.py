@@ -45,7 +45,7 @@ def strip_times(history: list[dict]) -> list[dict]:
     return [{k: v for k, v in e.items() if k != "time_s"} for e in history]
 
 
-def killed_and_resumed(tmp_path: Path, args: list[str], run: str, delay: float = 0.1
+def killed_and_resumed(tmp_path: Path, args: list[str], delay: float = 0.1
                        ) -> tuple[dict, dict, str]:
     """Run the CLI to the end; run it again, SIGKILL it ``delay`` seconds after it has written
     its first checkpoint, and relaunch it. The run must last well beyond that moment.
@@ -57,19 +57,26 @@ def killed_and_resumed(tmp_path: Path, args: list[str], run: str, delay: float =
     with open(log, "w") as err:
         proc = subprocess.Popen([sys.executable, str(REPO / "scripts" / "train.py"), *args,
                                  f"out_dir={out}"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=err)
-        ckpt = out / run / "checkpoint.pt"
         deadline = time.time() + 120
-        while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+        while not first(out, "checkpoint.pt") and proc.poll() is None and time.time() < deadline:
             time.sleep(0.01)
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    assert ckpt.exists(), f"the run ended before it could be killed:\n{log.read_text()[-3000:]}"
+    ckpt = first(out, "checkpoint.pt")
+    assert ckpt, f"the run ended before it could be killed:\n{log.read_text()[-3000:]}"
     resumed = train_cli(*args, f"out_dir={out}")
     assert resumed.returncode == 0, resumed.stderr
-    a = json.loads((tmp_path / "ref" / run / "record.json").read_text())
-    b = json.loads((out / run / "record.json").read_text())
+    a = json.loads(first(tmp_path / "ref", "record.json").read_text())
+    b = json.loads((ckpt.parent / "record.json").read_text())
     return a, b, resumed.stderr
+
+
+def first(root: Path, name: str) -> Path | None:
+    """The one file called ``name`` below ``root`` (None while there is none)."""
+    found = sorted(root.rglob(name)) if root.exists() else []
+    assert len(found) <= 1, found
+    return found[0] if found else None
 
 
 @pytest.fixture

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from hydra_plugins.nero_sweeper.two_stage import best_lrs
+from hydra_plugins.nero_sweeper.grid import best_lrs
 from tasks.analysis import tables as aggregate
 from tasks.runner import records
+from tasks.runner.identity import Identity
 from tests.conftest import REPO, train_cli
 
 TASKS = [{"task": "toy_min", "order": "1", "label": "Toy", "dataset": "D", "model": "M",
@@ -128,8 +129,8 @@ def test_cli_writes_every_output(tmp_path):
     root = tmp_path / "results"
     for opt, value in (("nero", 10.0), ("sgd", 12.0)):
         for seed in range(3):
-            path = records.run_dir(root, {"sweep": "table1", "scale": "smoke", "task": "cifar10_vgg11",
-                                          "optimizer": opt, "lr": 0.01, "seed": seed}) / "record.json"
+            path = Identity("table1", "smoke", "cifar10_vgg11", opt, 0.01, seed).directory(root)
+            path = path / "record.json"
             records.write(path, {"schema": 1, **rec("cifar10_vgg11", opt, 0.01, seed, value + seed)})
     from scripts import aggregate as cli
 

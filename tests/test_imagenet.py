@@ -85,12 +85,19 @@ def test_grouped_bn_statistics_per_group_and_running_stats_from_the_first():
     assert torch.allclose(net[1].running_mean, fresh[1].running_mean)
 
 
-def test_nero_tuned_configuration():
-    cfg = compose("task=imagenet_resnet50", "optimizer=nero_tuned")
-    assert cfg.optimizer.lr == 0.02 and cfg.optimizer.bias_scale == 1.0
-    assert cfg.task.bn_gain_penalty > 0
-    assert compose("task=imagenet_resnet50", "optimizer=nero").task.bn_gain_penalty == 0
-    assert compose("task=imagenet_resnet50", "optimizer=nero").optimizer.lr == 0.01  # OOTB
+def test_fig9_configurations():
+    cells = compose("+experiment=fig9_imagenet").hydra.sweeper.cells
+    configs = {tuple(c): compose("task=imagenet_resnet50", *c) for c in cells}
+    assert len(configs) == 4
+    sgd = configs[("optimizer=sgd",)]
+    assert (sgd.optimizer.momentum, sgd.optimizer.weight_decay, sgd.optimizer.lr) == (0.9, 1e-4, 0.1)
+    no_wd = configs[("optimizer=sgd", "optimizer.weight_decay=0.0")].optimizer
+    assert (no_wd.momentum, no_wd.weight_decay) == (0.9, 0.0)
+    ootb = configs[("optimizer=nero",)]
+    assert ootb.optimizer.lr == 0.01 and ootb.task.bn_gain_penalty == 0  # out of the box
+    tuned = configs[("optimizer=nero_tuned", "task.bn_gain_penalty=1.0e-4")]
+    assert tuned.optimizer.lr == 0.02 and tuned.optimizer.bias_scale == 1.0
+    assert tuned.task.bn_gain_penalty == 1e-4
 
 
 def test_smoke_run(smoke):

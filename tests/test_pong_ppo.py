@@ -131,7 +131,7 @@ def test_episodes_in_progress_are_restored_exactly(kind):
 def test_resume_after_sigkill_gives_the_same_record(tmp_path):
     args = ["task=pong_ppo", "optimizer=nero", "scale=smoke", "logger=none", "progress=true",
             "task.checkpoint_every_epochs=2", "task.eval_every=1"]
-    a, b, stderr = killed_and_resumed(tmp_path, args, "adhoc/smoke/pong_ppo/nero/lr=0.01/seed=0")
+    a, b, stderr = killed_and_resumed(tmp_path, args)
     assert "resuming" in stderr
     assert strip_times(a["history"]) == strip_times(b["history"])
     assert (a["final"], a["steps"]) == (b["final"], b["steps"])

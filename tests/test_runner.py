@@ -18,7 +18,15 @@ import torch
 
 from tasks.errors import UserError
 from tasks.runner import records
-from tests.conftest import REPO, compose, killed_and_resumed, run_cell, strip_times, train_cli
+from tests.conftest import (
+    REPO,
+    compose,
+    first,
+    killed_and_resumed,
+    run_cell,
+    strip_times,
+    train_cli,
+)
 
 SHARED_MNIST = Path(os.environ.get("NERO_MNIST_T10K", REPO.parent / "shared" / "data" / "mnist-t10k"))
 
@@ -35,7 +43,9 @@ def test_smoke_run_trains_and_writes_a_complete_record(smoke):
                 "device", "versions", "git", "config", "hardware"):
         assert key in on_disk, key
     assert on_disk["identity"] == {"sweep": "adhoc", "scale": "smoke", "task": "mnist_mlp",
-                                   "optimizer": "nero", "lr": 0.01, "seed": 0}
+                                   "optimizer": "nero", "variant": {"task.epochs": 3.0},
+                                   "lr": 0.01, "seed": 0}
+    assert path.parent.parent.parent.name == "epochs=3" and on_disk["variant_name"] == "epochs=3"
     losses = [e["train/loss"] for e in on_disk["history"]]
     assert len(losses) == 3 and losses[-1] < 0.5 * losses[0]  # it really trains
     assert on_disk["final"] == on_disk["history"][-1]["train/acc"]
@@ -57,7 +67,7 @@ def test_record_write_is_atomic(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", broken_replace)
-    with pytest.raises(OSError):
+    with pytest.raises(UserError, match="cannot write .*record.json"):
         records.write(path, record)
     assert not path.exists()
     assert list(path.parent.iterdir()) == []  # no temporary file left behind
@@ -105,7 +115,7 @@ def test_resume_after_sigkill_gives_the_same_record(tmp_path):
     # 960 steps, a checkpoint every 7: killed long before the end, after some steps past one.
     args = ["task=mnist_mlp", "optimizer=nero", "scale=smoke", "logger=none", "task.epochs=4",
             "task.n_train=12000", "checkpoint.every_steps=7", "progress=true"]
-    a, b, stderr = killed_and_resumed(tmp_path, args, "adhoc/smoke/mnist_mlp/nero/lr=0.01/seed=0")
+    a, b, stderr = killed_and_resumed(tmp_path, args)
     assert "resuming" in stderr
     assert strip_times(a["history"]) == strip_times(b["history"])
     assert (a["final"], a["best"], a["steps"]) == (b["final"], b["best"], b["steps"])
@@ -125,15 +135,14 @@ def test_sigterm_writes_a_checkpoint_and_exits(tmp_path):
             f"out_dir={tmp_path}"]
     proc = subprocess.Popen([sys.executable, str(REPO / "scripts" / "train.py"), *args],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    run = tmp_path / "adhoc/smoke/mnist_mlp/sgd/lr=0.1/seed=0"
     deadline = time.time() + 120
-    while not (run / "checkpoint.pt").exists() and time.time() < deadline:  # after epoch 1
+    while not first(tmp_path, "checkpoint.pt") and time.time() < deadline:  # after epoch 1
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 3, err
     assert "checkpoint written" in err
-    assert not (run / "record.json").exists()
+    assert not list(tmp_path.rglob("record.json"))
 
 
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
@@ -148,11 +157,18 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
 
 
 def test_checkpoint_of_another_configuration_is_refused(tmp_path):
+    from tasks.runner import checkpoints
+
     run_cell(tmp_path, "scale=smoke", "task=mnist_mlp", "checkpoint.keep=true")
     run = tmp_path / "adhoc/smoke/mnist_mlp/nero/lr=0.01/seed=0"
     (run / "record.json").unlink()
+    from tasks.runner import identity
+
+    cfg = compose("scale=smoke", "task=mnist_mlp", "logger=none", f"out_dir={tmp_path}")
+    payload = checkpoints.load(run / "checkpoint.pt", identity.of(cfg).fingerprint)
+    checkpoints.save(run / "checkpoint.pt", {**payload, "fingerprint": "0123456789abcdef"})
     with pytest.raises(UserError, match="different configuration"):
-        run_cell(tmp_path, "scale=smoke", "task=mnist_mlp", "task.width=32")
+        run_cell(tmp_path, "scale=smoke", "task=mnist_mlp")
 
 
 def test_checkpoints_hold_no_code():

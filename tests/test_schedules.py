@@ -13,7 +13,8 @@ from tests.conftest import compose
 def cfg_schedule(task: str) -> dict:
     from omegaconf import OmegaConf
 
-    return OmegaConf.to_container(compose(f"task={task}").task.schedule, resolve=True)
+    return OmegaConf.to_container(compose(f"task={task}").task.schedule, resolve=True,
+                                 enum_to_str=True)
 
 
 def test_cifar_warmup_then_milestones():

@@ -1,21 +1,101 @@
-"""The contract between a task and the shared runner (see DESIGN.md §3).
+"""The whole contract between an experiment (a *task*) and the shared runner.
 
 A task owns its data, model(s), loss and evaluation. The runner owns everything else: device,
-seeding, optimisers and their schedules, the epoch loop, clipping, divergence checks, progress,
-logging, checkpoints and the result record. Tasks hand every optimiser step to the runner
-through :class:`Stepper`, so clipping, LR schedules and step counting are written once.
+seeding, optimisers, learning-rate schedules, clipping, the epoch loop, divergence checks,
+progress, logging, checkpoints and the result record. The contract has two halves:
+
+1. **Config** (``conf/task/<name>.yaml``, typed by the task's ``Config`` dataclass). The runner
+   reads the keys of :class:`TaskConfig` and nothing else: ``epochs``, ``schedule`` (a pure
+   function of the position in training, tasks/runner/schedules.py), ``grad_clip`` (global-norm
+   clipping; an optimiser config's own ``grad_clip`` wins when it is set), ``eval_every`` /
+   ``eval_at_end`` (when :meth:`Task.evaluate` runs) and ``checkpoint_every_epochs`` (when a
+   task's epochs are too short to checkpoint each). Every other key belongs to the task. Values
+   are checked against the dataclass (types, ranges, no unknown keys) before anything runs.
+2. **Methods** (:class:`Task`): what is trained (:meth:`~Task.modules`), how one item of an
+   epoch trains (:meth:`~Task.batches`, :meth:`~Task.train_step`, handing every optimiser step
+   to the runner through :class:`Stepper`), how the model is evaluated (:meth:`~Task.evaluate`
+   returns a dict holding the headline ``metric``, whose direction is ``goal``), and what a
+   checkpoint must hold beyond modules, optimisers and random-number generators
+   (:meth:`~Task.state_dict`). Items must be produced in an order fixed by (seed, epoch) so
+   that a resumed run continues exactly where it stopped.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal, Optional, Protocol
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import MISSING, DictConfig
 from torch import nn
+
+
+class ScheduleKind(enum.Enum):
+    constant = "constant"
+    warmup_multistep = "warmup_multistep"
+    exponential = "exponential"
+    step = "step"
+    triangular = "triangular"
+    linear = "linear"
+    warmup_cosine = "warmup_cosine"
+
+
+def require(condition: bool, message: str) -> None:
+    """A range check of a config value: ``message`` names the key and what it must be."""
+    if not condition:
+        raise ValueError(message)
+
+
+def positive(obj: Any, *names: str, allow_none: bool = False) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if value is None and allow_none:
+            continue
+        require(value is not None and value > 0, f"task.{name} must be > 0, got {value}")
+
+
+@dataclass
+class Schedule:
+    """The learning-rate schedule: lr = base lr x factor(position); see tasks/runner/schedules.py."""
+
+    kind: ScheduleKind = MISSING
+    gamma: Optional[float] = None  # noqa: UP045
+    milestones: Optional[list[int]] = None  # noqa: UP045
+    warmup_epochs: Optional[int] = None  # noqa: UP045
+
+    def __post_init__(self) -> None:
+        needs = {
+            ScheduleKind.warmup_multistep: ("warmup_epochs", "gamma", "milestones"),
+            ScheduleKind.exponential: ("gamma",),
+            ScheduleKind.step: ("gamma", "milestones"),
+            ScheduleKind.warmup_cosine: ("warmup_epochs",),
+        }.get(self.kind, ())
+        missing = [k for k in needs if getattr(self, k) is None]
+        require(not missing, f"schedule {self.kind.value!r} needs task.schedule."
+                             f"{', task.schedule.'.join(missing)}")
+        positive(self, "gamma", "warmup_epochs", allow_none=True)
+
+
+@dataclass
+class TaskConfig:
+    """The keys every task config has, which the runner reads (see the module docstring)."""
+
+    name: str = MISSING
+    epochs: int = MISSING  # epochs of the data; for PPO, updates
+    schedule: Schedule = MISSING
+    eval_every: int = 1
+    eval_at_end: bool = True
+    grad_clip: Optional[float] = None  # noqa: UP045 - null: none
+    checkpoint_every_epochs: Optional[int] = None  # noqa: UP045 - null: the run's checkpoint.every_epochs
+
+    def __post_init__(self) -> None:
+        positive(self, "epochs", "eval_every")
+        positive(self, "checkpoint_every_epochs", allow_none=True)
+        require(self.grad_clip is None or self.grad_clip >= 0,
+                f"task.grad_clip must be >= 0 or null, got {self.grad_clip}")
 
 
 @dataclass
@@ -25,15 +105,13 @@ class RunContext:
     device: torch.device
     data_dir: Path
     run_dir: Path
-    scale: str
     seed: int
-    cfg: DictConfig  # the whole resolved config, for the rare task that needs more
     # Mirrors an image file (e.g. a sample grid) to the experiment tracker, when there is one.
     log_image: Callable[[str, Path], None] | None = None
 
 
 class Stepper(Protocol):
-    """The runner's handle for one optimiser step: backward, clip, step, zero the gradients."""
+    """The runner's handle for one optimiser step: zero the gradients, backward, clip, step."""
 
     def __call__(self, loss: torch.Tensor, role: str = "model") -> None: ...
 
@@ -41,6 +119,7 @@ class Stepper(Protocol):
 class Task:
     """Base class of every experiment. Subclasses set the class attributes and override methods."""
 
+    Config: ClassVar[type[TaskConfig]] = TaskConfig  # the schema of the task's config
     metric: ClassVar[str]  # the headline metric, a key of evaluate()'s dict
     goal: ClassVar[Literal["min", "max"]]
     # Training metrics kept per step in the record (e.g. per-minibatch accuracy for Fig. 3).
@@ -85,9 +164,8 @@ class Task:
         raise NotImplementedError
 
     def should_evaluate(self, epoch: int) -> bool:
-        every = int(self.cfg.get("eval_every", 1))
-        last = epoch == self.epochs and bool(self.cfg.get("eval_at_end", True))
-        return epoch % every == 0 or last
+        last = epoch == self.epochs and bool(self.cfg.eval_at_end)
+        return epoch % int(self.cfg.eval_every) == 0 or last
 
     def finish(self) -> dict[str, float]:
         """Metrics computed once at the end of training (e.g. test perplexity of the best model)."""

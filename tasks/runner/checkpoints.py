@@ -1,7 +1,17 @@
-"""Atomic checkpoints that load with ``weights_only=True`` (a checkpoint cannot run code)."""
+"""Checkpoints that are checked before anything in them is used.
+
+A checkpoint file is a header line, the SHA-256 of the rest, then a ``torch.save`` payload that
+loads with ``weights_only=True`` (a checkpoint cannot run code). The digest covers every byte of
+the payload, so a bad disk, a truncated copy or a stray write is refused with one line instead
+of resuming from damaged state. Files are written atomically (temporary file, fsync, rename):
+a crash, a full disk or a kill mid-write leaves the previous checkpoint as it was.
+"""
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import io
 import os
 import random
 import tempfile
@@ -13,7 +23,8 @@ import torch
 
 from tasks.errors import UserError
 
-FORMAT = 1
+MAGIC = b"nero-checkpoint 2 sha256="
+TEMP_PREFIX = ".ckpt.tmp"
 
 
 def rng_state() -> dict[str, Any]:
@@ -42,40 +53,71 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def disk_error(path: Path, err: OSError) -> UserError:
+    """One line for a write that failed: the path, the reason, what to do."""
+    reason = "no space left on the device" if err.errno == errno.ENOSPC else (
+        err.strerror or str(err))
+    return UserError(f"cannot write {path}: {reason}; the last good checkpoint (if any) is "
+                     "kept: free some space or fix the folder, then run the same command again "
+                     "to resume")
+
+
 def save(path: Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` to ``path`` atomically: a crash leaves the previous checkpoint intact."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".ckpt.tmp")
-    os.close(fd)
+    """Write ``payload`` to ``path`` atomically, with a digest over all of it."""
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    body = buffer.getbuffer()
+    header = MAGIC + hashlib.sha256(body).hexdigest().encode() + b"\n"
+    tmp = None
     try:
-        torch.save({"format": FORMAT, **payload}, tmp)
-        with open(tmp, "rb") as f:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX)
+        with os.fdopen(fd, "wb") as f:
+            f.write(header)
+            f.write(body)
+            f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise disk_error(path, err) from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def load(path: Path, fingerprint: str) -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save` for the same run configuration.
+def remove_stale_temporaries(folder: Path) -> None:
+    """Temporary files of writes that a kill interrupted (only called under the cell's lock)."""
+    for stale in folder.glob(f"{TEMP_PREFIX}*"):
+        stale.unlink(missing_ok=True)
 
-    A file that cannot be read, or that belongs to another configuration, is an error that names
-    the file and the way out; it is never silently replaced by a fresh start.
+
+def load(path: Path, fingerprint: str) -> dict[str, Any]:
+    """The payload of a checkpoint written by :func:`save` for the same run configuration.
+
+    A damaged or foreign file is an error that names the file and the way out; it is never
+    silently replaced by a fresh start.
     """
+    delete = "delete it to start this run from scratch"
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        data = path.read_bytes()
+    except OSError as err:
+        raise UserError(f"checkpoint {path} cannot be read ({err.strerror}); {delete}") from None
+    header, _, body = data.partition(b"\n")
+    if not header.startswith(MAGIC):
+        raise UserError(f"checkpoint {path} is corrupt or not one of this suite's checkpoints "
+                        f"(an older version wrote no integrity check); {delete}")
+    if hashlib.sha256(body).hexdigest().encode() != header[len(MAGIC):]:
+        raise UserError(f"checkpoint {path} is corrupt (its content does not match its "
+                        f"checksum: a damaged disk or an incomplete copy); {delete}")
+    try:
+        payload = torch.load(io.BytesIO(body), map_location="cpu", weights_only=True)
     except Exception as err:
-        raise UserError(
-            f"checkpoint {path} is corrupt or unreadable ({type(err).__name__}); delete it to "
-            "start this run from scratch"
-        ) from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise UserError(f"checkpoint {path} has an unknown format; delete it to start this run "
-                        "from scratch")
-    if payload.get("fingerprint") != fingerprint:
-        raise UserError(
-            f"checkpoint {path} was written by a run with a different configuration; delete it "
-            "to start this run from scratch, or rerun with the configuration that wrote it"
-        )
+        raise UserError(f"checkpoint {path} is corrupt or unreadable ({type(err).__name__}); "
+                        f"{delete}") from None
+    if not isinstance(payload, dict) or payload.get("fingerprint") != fingerprint:
+        raise UserError(f"checkpoint {path} was written by a run with a different configuration; "
+                        f"{delete}, or rerun with the configuration that wrote it")
     return payload

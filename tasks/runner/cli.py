@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from tasks.errors import UserError
 
-from .records import format_lr
+from . import identity, validation  # validation registers the config schemas with Hydra
 
 
 def local_jobs() -> int:
@@ -33,29 +34,41 @@ def local_jobs() -> int:
     return 1 if torch.cuda.is_available() else max(1, (os.cpu_count() or 2) // 2)
 
 
-# Used by conf/config.yaml to build run directories that match records.run_dir(), and by
-# conf/hydra/launcher/local.yaml.
-if not OmegaConf.has_resolver("lr_fmt"):
-    OmegaConf.register_new_resolver("lr_fmt", format_lr)
+def run_subdir(*, _root_: DictConfig) -> str:
+    """A run's folder below ``<out_dir>/<sweep>``, as the runner computes it (conf/config.yaml
+    names Hydra's output folders with it). Never raises: a config with bad values gets a folder
+    of invalid jobs, and the job itself then reports what is wrong in one line."""
+    try:
+        return str(identity.of(_root_).subdir())
+    except Exception:
+        return f"_invalid/job{_root_.hydra.job.get('num', 0)}"
+
+
+# Used by conf/config.yaml (run folders) and conf/hydra/launcher/local.yaml (jobs at once).
+if not OmegaConf.has_resolver("run_subdir"):
+    OmegaConf.register_new_resolver("run_subdir", run_subdir)
 if not OmegaConf.has_resolver("local_jobs"):
     OmegaConf.register_new_resolver("local_jobs", local_jobs)
 
 
-class CheckOutputDir(Callback):
-    """Refuse an unwritable output directory with one line, before Hydra tries to create it."""
+class Preflight(Callback):
+    """Checks made before Hydra creates any folder: one line and exit status 2 when one fails."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._check(config.hydra.run.dir)
+        self._check(lambda: validation.validate(config), lambda: config.hydra.run.dir)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._check(config.hydra.sweep.dir)
+        # Each cell's own values are checked by its job; here what every cell shares.
+        self._check(lambda: identity.check_name(config.sweep, "sweep"),
+                    lambda: config.hydra.sweep.dir)
 
     @staticmethod
-    def _check(path: str) -> None:
+    def _check(validate: Any, directory: Any) -> None:
         from .loop import check_writable
 
         try:
-            check_writable(Path(path))
+            validate()
+            check_writable(Path(directory()))
         except UserError as err:
             print(f"error: {err}", file=sys.stderr, flush=True)
             sys.exit(2)
@@ -67,7 +80,8 @@ def compose(*overrides: str) -> DictConfig:
     from hydra import initialize_config_dir
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return hydra_compose("config", overrides=list(overrides))
+        # With Hydra's own node: the runner reads the group choices and search path from it.
+        return hydra_compose("config", overrides=list(overrides), return_hydra_config=True)
 
 
 def _share_cpus(cfg: DictConfig) -> None:
@@ -94,25 +108,65 @@ CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 
 @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> dict[str, Any] | None:
-    """Train one cell; returns a summary that the two-stage sweeper reads."""
+def _job(cfg: DictConfig) -> dict[str, Any] | None:
+    """Train one cell; returns the summary the grid sweeper reads."""
+    from hydra_plugins.nero_sweeper.grid import STOP
+
     from .loop import Interrupted, run
 
+    multirun = _multirun()
+    if multirun and (Path(HydraConfig.get().sweep.dir) / STOP).exists():
+        return {"status": "interrupted", "reason": "the sweep was stopped before this cell began"}
     _share_cpus(cfg)
     try:
         record = run(cfg)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
-        if _multirun():
+        if multirun:
             return {"status": "error", "reason": str(err)}
         sys.exit(2)
     except Interrupted as err:
         print(f"interrupted ({err}); run the same command again to resume", file=sys.stderr)
-        if _multirun():
+        if multirun:
             return {"status": "interrupted", "reason": str(err)}
         sys.exit(3)
     summary = {k: record.get(k) for k in ("status", "reason", "task", "optimizer", "lr", "seed",
                                           "metric", "goal", "final", "best", "_path")}
-    if record["status"] == "failed" and not _multirun():
+    if record["status"] == "failed" and not multirun:
         sys.exit(1)
     return summary
+
+
+def main() -> None:
+    """``scripts/train.py``: Hydra's app, with config errors (an unknown task, a value of the wrong
+    type, a mistyped key) reported in one line instead of Hydra's report."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let them reach us; real bugs keep tracebacks
+    try:
+        _job()
+    except (HydraException, OmegaConfBaseException) as err:
+        print(f"error: {one_line(err)}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
+def one_line(err: BaseException) -> str:
+    """A Hydra or OmegaConf error as one line: what is wrong, the key, the choices there are."""
+    lines = [line.strip() for line in str(err).splitlines()]
+    if err.__cause__ is not None and str(err.__cause__) not in str(err):
+        lines += [line.strip() for line in str(err.__cause__).splitlines()]
+    text, options = [], []
+    for line in lines:
+        if not line or line.startswith(("full_key:", "object_type=", "reference_type=",
+                                        "Config search path", "provider=", "Set the environment")):
+            continue
+        if line.startswith("Available options in"):
+            options.append("")
+            continue
+        if options and " " not in line:
+            options.append(line)
+            continue
+        text.append(line)
+    choices = [o for o in options if o]
+    return "; ".join(text) + (f" (available: {', '.join(choices)})" if choices else "")

@@ -1,74 +1,365 @@
-"""The one training loop every experiment runs through (DESIGN.md §3-§5).
+"""The one training loop every experiment runs through.
 
-``run(cfg)`` trains one cell (task x optimiser x lr x seed x scale) and returns its record. It
-owns the device, seeding, optimisers, LR schedules, clipping, the epoch loop, evaluation
-cadence, divergence detection, progress, W&B, checkpoints and the record; the task supplies
-data, model, loss and evaluation.
+``run(cfg)`` trains one cell (task x optimiser x lr x seed x variant x scale) and returns its
+record, in five steps that read top to bottom below:
+
+1. the config is validated and the run's identity computed (validation.py, identity.py);
+2. the run's folder is locked (one writer per cell); a record of this very configuration that
+   says ok is returned as it is, and a record of another configuration is refused;
+3. the task, its optimisers and the :class:`~tasks.runner.training.TrainSpec` are built, and a
+   checkpoint of this configuration, if there is one, is resumed;
+4. :func:`train` runs the epochs: schedule, step, divergence check, progress, checkpoints,
+   evaluation;
+5. the record is written (``ok``, ``diverged`` or ``failed`` with a reason) and the checkpoint
+   removed.
+
+The task supplies data, model, loss and evaluation (tasks/experiments/base.py). A run that is
+stopped (SIGTERM, SIGUSR1 from SLURM before a time limit, SIGINT) writes a checkpoint and leaves
+no record; the same command resumes it, with the same result as an uninterrupted run.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 import random
 import signal
+import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from tasks.errors import UserError
 from tasks.experiments import get_task
 from tasks.experiments.base import RunContext, Task
 
-from . import checkpoints as ckpt
-from . import distributed, records, schedules
-from .optimizers import build_optimizer, check_lr
+from . import checkpoints, distributed, identity, locks, records, validation
+from .optimizers import build_optimizer
 from .reporting import Progress, WandbMirror
+from .training import TrainSpec, TrainState
 
 REPO = Path(__file__).resolve().parents[2]
 CHECKPOINT = "checkpoint.pt"
-# Config keys that do not change what a run computes: a checkpoint stays valid across them.
-_NOT_IN_FINGERPRINT = ("logger", "device", "data_dir", "out_dir", "checkpoint", "progress",
-                       "threads", "force", "hydra", "run_dir", "num_workers")
 
 
 class Interrupted(Exception):
-    """SIGTERM/SIGUSR1 arrived; a checkpoint was written and the run can be resumed."""
+    """A signal asked the run to stop; a checkpoint was written and the run can be resumed."""
 
 
 class Diverged(Exception):
     pass
 
 
-def identity_of(cfg: DictConfig) -> dict[str, Any]:
-    return {
-        "sweep": str(cfg.sweep),
-        "scale": str(cfg.scale.name),
-        "task": str(cfg.task.name),
-        "optimizer": str(cfg.optimizer.id),
-        "lr": check_lr(cfg.optimizer.lr),
-        "seed": int(cfg.seed),
+# -- 1-2: identity, lock, and a record that may already exist -----------------------------------
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Train one cell and return its record (also written to disk); see the module docstring."""
+    ident = validation.validate(cfg)
+    out = ident.directory(cfg.out_dir)
+    rank, world, local_rank = distributed.init(str(cfg.device))
+    main = rank == 0  # only rank 0 writes records, checkpoints, logs and W&B
+    if main:
+        check_writable(out)
+    with locks.cell_lock(out, wait=bool(cfg.wait)) if main else contextlib.nullcontext():
+        reused = reusable_record(out, ident, cfg)
+        if reused is not None:
+            return reused
+        return _train_cell(cfg, ident, out, main, world, local_rank)
+
+
+def reusable_record(out: Path, ident: identity.Identity, cfg: DictConfig) -> dict[str, Any] | None:
+    """The cell's record if it may stand for this run: same configuration and status ok."""
+    path = out / records.RECORD
+    if path.is_dir():
+        raise UserError(f"{path} is a folder, not a record; remove it and run again")
+    try:
+        existing = records.read(path)
+    except records.Unreadable as err:
+        print(f"{err}; training the cell again", file=sys.stderr, flush=True)
+        return None
+    if existing is None or cfg.force:
+        return None
+    theirs = existing.get("config")
+    if theirs is None or identity.fingerprint(theirs) != ident.fingerprint:
+        diff = (identity.differences(theirs, identity.plain(cfg)) if theirs
+                else "it stores no config")
+        raise UserError(f"{path} is the record of another configuration ({diff}); move it "
+                        "away, or rerun with force=true to replace it")
+    if existing.get("status") != "ok":
+        return None
+    print(f"skipping {out}: its record already says ok (force=true reruns it)", flush=True)
+    existing.update(_path=str(path), skipped=True)
+    return existing
+
+
+# -- 3: building the run -------------------------------------------------------------------------
+def _train_cell(cfg: DictConfig, ident: identity.Identity, out: Path, main: bool, world: int,
+                local_rank: int) -> dict[str, Any]:
+    ckpt_path = out / CHECKPOINT
+    if main:
+        checkpoints.remove_stale_temporaries(out)
+        if cfg.force:
+            ckpt_path.unlink(missing_ok=True)
+    device = resolve_device(str(cfg.device))
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    seed_everything(ident.seed, device, cfg.deterministic)
+
+    task: Task = get_task(ident.task)(cfg.task, RunContext(
+        device=device, data_dir=Path(str(cfg.data_dir)), run_dir=out, seed=ident.seed))
+    modules = task.modules()
+    optimizers = {role: build_optimizer(task.param_groups(role), cfg.optimizer, role)
+                  for role in modules}
+    for opt in optimizers.values():
+        for group in opt.param_groups:
+            group["base_lr"] = group["lr"]
+    spec = TrainSpec.resolve(cfg, task.epochs, task.steps_per_epoch(), device)
+    if spec.compile:
+        for m in modules.values():
+            m.compile()
+
+    state = TrainState(series={k: [] for k in task.step_series})
+    clock = Clock()
+    mirror: WandbMirror | None = None
+    checkpointer = Checkpointer(ckpt_path, ident.fingerprint, main, clock, lambda: {
+        "modules": {r: m.state_dict() for r, m in modules.items()},
+        "optimizers": {r: o.state_dict() for r, o in optimizers.items()},
+        "task": task.state_dict(),
+        "rng": checkpoints.rng_state(),
+        "wandb_id": mirror.run_id if mirror is not None else None,
+    })
+    progress = Progress(spec.total_steps, 0, ident.label(), enabled=main and cfg.progress)
+    notes: list[str] = []
+    payload: dict[str, Any] = {}
+    if ckpt_path.exists():
+        payload = checkpoints.load(ckpt_path, ident.fingerprint)
+        for role, m in modules.items():
+            m.load_state_dict(payload["modules"][role])
+        for role, opt in optimizers.items():
+            opt.load_state_dict(payload["optimizers"][role])
+        task.load_state_dict(payload["task"])
+        state.load_state_dict(payload["state"], device)
+        checkpoints.set_rng_state(payload["rng"])
+        clock.before = state.elapsed
+        progress.line(f"resuming {out} from epoch {state.epoch + 1}, item {state.pos}")
+        if payload.get("threads") not in (None, torch.get_num_threads()):
+            notes.append(f"resumed with {torch.get_num_threads()} CPU threads after "
+                         f"{payload['threads']}: float sums may round differently from an "
+                         "uninterrupted run")
+            progress.line(f"note: {notes[-1]}")
+    progress.done = state.it
+
+    config = identity.plain(cfg)
+    if config["logger"]["name"] == "wandb" and main:
+        mirror = WandbMirror(config["logger"], ident, config, out, progress.line,
+                             run_id=payload.get("wandb_id"))
+    record: dict[str, Any] = {
+        "schema": records.SCHEMA,
+        "identity": ident.as_dict(),
+        **ident.as_dict(),
+        "variant_name": ident.variant_name,
+        "fingerprint": ident.fingerprint,
+        "optimizer_name": config["optimizer"].get("name"),
+        "metric": task.metric,
+        "goal": task.goal,
+        "device": str(device) if world == 1 else f"{world} x {device.type} (DDP)",
+        "hardware": records.hardware(device),
+        "versions": records.versions(),
+        "git": records.git_state(REPO),
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "config": config,
     }
 
+    # -- 4: training, and 5: the record ------------------------------------------------------------
+    try:
+        with _checkpoint_on_signals() as signals:
+            train(spec, task, optimizers, state, progress, mirror, checkpointer, signals, device)
+        record.update(status="ok", reason=None, extra=task.finish())
+    except (Interrupted, UserError):  # no record: resumable, or not a result at all
+        progress.close()
+        if mirror is not None:
+            mirror.finish(None, exit_code=1)
+        raise
+    except Diverged as why:
+        record.update(status="diverged", reason=str(why))
+    except Exception as err:
+        traceback.print_exc()
+        record.update(status="failed", reason=f"{type(err).__name__}: {err}")
+    finally:
+        progress.close()
+        task.close()
+    evaluated = [e[task.metric] for e in state.history if e.get(task.metric) is not None]
+    record.update(
+        final=records.finite_or_none(evaluated[-1]) if evaluated else None,
+        best=records.finite_or_none(state.best),
+        best_epoch=state.best_epoch,
+        epochs_done=state.epoch,
+        steps=state.it,
+        history=state.history,
+        series=state.series,
+        notes=notes,
+        wall_time_s=round(clock.elapsed(), 3),
+        finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    if record["status"] == "ok" and record["final"] is None:
+        record.update(status="failed", reason=f"{task.metric} was never available")
+    distributed.barrier()
+    if main:
+        records.write(out / records.RECORD, record)
+        if record["status"] == "ok" and ckpt_path.exists() and not spec.keep_checkpoint:
+            ckpt_path.unlink()
+    if mirror is not None:
+        mirror.finish(record, exit_code=0 if record["status"] == "ok" else 1)
+    progress.line(_summary(record))
+    record["_path"] = str(out / records.RECORD)
+    return record
 
-def fingerprint(cfg: DictConfig) -> str:
-    data = OmegaConf.to_container(cfg, resolve=True)
-    for key in _NOT_IN_FINGERPRINT:
-        data.pop(key, None)
-    data.get("task", {}).pop("num_workers", None)
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+# -- 4: the loop -------------------------------------------------------------------------------------
+def train(spec: TrainSpec, task: Task, optimizers: dict[str, torch.optim.Optimizer],
+          state: TrainState, progress: Progress, mirror: WandbMirror | None,
+          checkpointer: Checkpointer, signals: dict[str, int], device: torch.device) -> None:
+    stepper = OptimizerStepper(optimizers, spec.grad_clip)
+    first = next(iter(optimizers.values()))
+    while state.epoch < spec.epochs:
+        for item in task.batches(state.epoch, state.pos):
+            factor = spec.lr_factor(state)
+            for opt in optimizers.values():
+                for group in opt.param_groups:
+                    group["lr"] = group["base_lr"] * factor
+            with spec.autocast(device):
+                metrics = task.train_step(item, stepper)
+            state.add_step(metrics, device)
+            if state.it % spec.check_every == 0 and not torch.isfinite(state.sums["loss"]):
+                raise Diverged(f"non-finite training loss in epoch {state.epoch + 1}")
+            if state.it % spec.log_every == 0:  # the only per-step host sync besides the check
+                shown = {"loss": float(state.sums["loss"]) / state.count,
+                         "lr": first.param_groups[0]["lr"]}
+                progress.update(1, shown)
+                if mirror is not None:
+                    mirror.log({f"train/{k}": float(v) for k, v in metrics.items()}
+                               | {"lr": shown["lr"]}, step=state.it)
+            else:
+                progress.update(1, None)
+            if signals:
+                checkpointer.save(state)
+                progress.line(f"signal {signals['signal']}: checkpoint written, exiting")
+                raise Interrupted(f"signal {signals['signal']}")
+            checkpointer.maybe_save(spec, state)
+
+        entry = {"epoch": state.epoch + 1, "step": state.it, "lr": first.param_groups[0]["lr"],
+                 **state.epoch_means()}
+        if not np.isfinite(entry["train/loss"]):
+            state.history.append(entry)
+            raise Diverged(f"non-finite training loss in epoch {state.epoch + 1}")
+        value = None
+        if task.should_evaluate(state.epoch + 1):
+            entry.update(task.evaluate(state.epoch + 1))
+            # An evaluation metric, or an epoch mean like train/acc; None: not available yet
+            # (e.g. no Pong episode has finished).
+            value = entry.get(task.metric)
+            if value is not None and not np.isfinite(value):
+                state.history.append(entry)
+                state.epoch += 1
+                raise Diverged(f"{task.metric} is {value} after epoch {state.epoch}")
+        state.epoch += 1
+        state.consider(value, task.goal)
+        entry["time_s"] = round(checkpointer.clock.elapsed(), 3)
+        state.close_epoch(entry)
+        progress.line(" | ".join(f"{k} {v:.5g}" if isinstance(v, float) else f"{k} {v}"
+                                 for k, v in entry.items()))
+        if mirror is not None:
+            mirror.log({k: v for k, v in entry.items() if k != "step"}, step=state.it)
+        checkpointer.maybe_save(spec, state)
 
 
+class OptimizerStepper:
+    """zero_grad -> backward -> clip -> step for the optimiser of a role."""
+
+    def __init__(self, optimizers: dict[str, torch.optim.Optimizer], clip: float | None) -> None:
+        self.optimizers = optimizers
+        self.clip = clip
+        self.params = {role: [p for g in opt.param_groups for p in g["params"]]
+                       for role, opt in optimizers.items()}
+
+    def __call__(self, loss: torch.Tensor, role: str = "model") -> None:
+        opt = self.optimizers[role]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.clip:
+            torch.nn.utils.clip_grad_norm_(self.params[role], self.clip)
+        opt.step()
+
+
+class Clock:
+    """Seconds of training, counted across the processes of a resumed run."""
+
+    def __init__(self) -> None:
+        self.before = 0.0  # what earlier processes ran
+        self.started = time.monotonic()
+
+    def elapsed(self) -> float:
+        return self.before + time.monotonic() - self.started
+
+
+class Checkpointer:
+    """Writes the run's checkpoint when :meth:`TrainSpec.checkpoint_due` says so, or on a signal."""
+
+    def __init__(self, path: Path, fingerprint: str, enabled: bool, clock: Clock,
+                 parts: Callable[[], dict[str, Any]]) -> None:
+        self.path, self.fingerprint, self.enabled = path, fingerprint, enabled
+        self.clock, self.parts = clock, parts
+        self.last = time.monotonic()
+
+    def maybe_save(self, spec: TrainSpec, state: TrainState) -> None:
+        if spec.checkpoint_due(state, time.monotonic() - self.last):
+            self.save(state)
+
+    def save(self, state: TrainState) -> None:
+        state.elapsed = self.clock.elapsed()
+        saved = state.state_dict()  # on every rank: it freezes the step series
+        if self.enabled:
+            checkpoints.save(self.path, {"fingerprint": self.fingerprint, "state": saved,
+                                         "threads": torch.get_num_threads(), **self.parts()})
+        self.last = time.monotonic()
+
+
+@contextlib.contextmanager
+def _checkpoint_on_signals() -> Iterator[dict[str, int]]:
+    """SIGTERM, SIGUSR1 (SLURM, before a time limit) and SIGINT ask for a checkpoint at the next
+    step boundary; a second SIGINT stops at once (without a checkpoint)."""
+    received: dict[str, int] = {}
+    wanted = [signal.SIGTERM, signal.SIGINT] + (
+        [signal.SIGUSR1] if hasattr(signal, "SIGUSR1") else [])
+
+    def handler(signum: int, _frame: Any) -> None:
+        if signum == signal.SIGINT and "signal" in received:
+            raise KeyboardInterrupt
+        received["signal"] = signum
+
+    previous = {}
+    try:
+        for sig in wanted:
+            previous[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread (e.g. some launchers): periodic checkpoints only
+        pass
+    try:
+        yield received
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+# -- helpers -----------------------------------------------------------------------------------------
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -103,300 +394,11 @@ def check_writable(path: Path) -> None:
                         "another with out_dir=...") from None
 
 
-class _Stepper:
-    """zero_grad -> backward -> clip -> step for the optimiser of a role."""
-
-    def __init__(self, optimizers: dict[str, torch.optim.Optimizer], clip: float | None) -> None:
-        self.optimizers = optimizers
-        self.clip = clip
-        self.params = {
-            role: [p for g in opt.param_groups for p in g["params"]]
-            for role, opt in optimizers.items()
-        }
-
-    def __call__(self, loss: torch.Tensor, role: str = "model") -> None:
-        opt = self.optimizers[role]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.clip is not None:
-            torch.nn.utils.clip_grad_norm_(self.params[role], self.clip)
-        opt.step()
-
-
-@contextlib.contextmanager
-def _signals_set_flag(flag: dict[str, Any]) -> Iterator[None]:
-    """SIGTERM and SIGUSR1 (SLURM preemption) ask for a checkpoint at the next step boundary."""
-    wanted = [signal.SIGTERM] + ([signal.SIGUSR1] if hasattr(signal, "SIGUSR1") else [])
-    previous = {}
-
-    def handler(signum: int, _frame: Any) -> None:
-        flag["signal"] = signum
-
-    try:
-        for sig in wanted:
-            previous[sig] = signal.signal(sig, handler)
-    except ValueError:  # not the main thread (e.g. some launchers): periodic checkpoints only
-        previous = {}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-def run(cfg: DictConfig) -> dict[str, Any]:
-    """Train one cell and return its record (also written to disk); see the module docstring."""
-    identity = identity_of(cfg)
-    out = records.run_dir(cfg.out_dir, identity)
-    record_path = out / records.RECORD
-    existing = records.read(record_path)
-    if existing is not None and existing.get("status") == "ok" and not cfg.get("force", False):
-        print(f"skipping {out}: its record already says ok (force=true reruns it)", flush=True)
-        existing["_path"] = str(record_path)
-        existing["skipped"] = True
-        return existing
-    schedules.check(cfg.task.schedule)
-    rank, world, local_rank = distributed.init(str(cfg.device))
-    main = rank == 0  # only rank 0 writes records, checkpoints, logs and W&B
-    if main:
-        check_writable(out)
-    device = resolve_device(str(cfg.device))
-    if world > 1 and device.type == "cuda":
-        device = torch.device("cuda", local_rank)
-    if cfg.get("threads"):
-        torch.set_num_threads(int(cfg.threads))
-    seed_everything(int(cfg.seed), device, cfg.get("deterministic", "auto"))
-
-    task_cls = get_task(str(cfg.task.name))
-    ctx = RunContext(device=device, data_dir=Path(str(cfg.data_dir)), run_dir=out,
-                     scale=str(cfg.scale.name), seed=int(cfg.seed), cfg=cfg)
-    task: Task = task_cls(cfg.task, ctx)
-    modules = task.modules()
-    roles = list(modules)
-    optimizers = {r: build_optimizer(task.param_groups(r), cfg.optimizer, r) for r in roles}
-    for opt in optimizers.values():
-        for group in opt.param_groups:
-            group["base_lr"] = group["lr"]
-    clip = cfg.optimizer.get("grad_clip") or cfg.task.get("grad_clip")
-    if cfg.get("compile", False):
-        for m in modules.values():
-            m.compile()
-
-    mirror = None
-    progress = Progress(task.epochs * task.steps_per_epoch(), 0, f"{identity['task']} "
-                        f"{identity['optimizer']} lr={records.format_lr(identity['lr'])} "
-                        f"s{identity['seed']}", enabled=main and cfg.get("progress", True))
-    config = OmegaConf.to_container(cfg, resolve=True)
-    config.pop("hydra", None)
-    state: dict[str, Any] = {
-        "epoch": 0, "pos": 0, "it": 0, "history": [], "series": {k: [] for k in task.step_series},
-        "best": None, "best_epoch": None, "elapsed": 0.0, "sums": {}, "count": 0,
-    }
-    fp = fingerprint(cfg)
-    ckpt_path = out / CHECKPOINT
-    if ckpt_path.exists():
-        payload = ckpt.load(ckpt_path, fp)
-        for role, m in modules.items():
-            m.load_state_dict(payload["modules"][role])
-        for role, opt in optimizers.items():
-            opt.load_state_dict(payload["optimizers"][role])
-        task.load_state_dict(payload["task"])
-        state.update(payload["state"])
-        state["sums"] = {k: v.to(device) for k, v in state["sums"].items()}
-        ckpt.set_rng_state(payload["rng"])
-        progress.line(f"resuming {out} from epoch {state['epoch'] + 1}, item {state['pos']}")
-    progress.done = state["epoch"] * task.steps_per_epoch() + state["pos"]
-
-    def save_checkpoint() -> None:
-        _freeze_series(state)
-        state["elapsed"] = elapsed()
-        if not main:
-            return
-        ckpt.save(ckpt_path, {
-            "fingerprint": fp,
-            "modules": {r: m.state_dict() for r, m in modules.items()},
-            "optimizers": {r: o.state_dict() for r, o in optimizers.items()},
-            "task": task.state_dict(),
-            "state": state,
-            "rng": ckpt.rng_state(),
-        })
-
-    started, before = time.monotonic(), state["elapsed"]  # before: what earlier processes ran
-
-    def elapsed() -> float:
-        return before + time.monotonic() - started
-
-    if cfg.logger.name == "wandb" and main:
-        mirror = WandbMirror(cfg.logger, identity, config, out, progress.line)
-        ctx.log_image = mirror.log_image
-
-    record: dict[str, Any] = {
-        "schema": records.SCHEMA,
-        "identity": identity,
-        **identity,
-        "optimizer_name": str(cfg.optimizer.name),
-        "metric": task.metric,
-        "goal": task.goal,
-        "device": str(device) if world == 1 else f"{world} x {device.type} (DDP)",
-        "hardware": records.hardware(device),
-        "versions": records.versions(),
-        "git": records.git_state(REPO),
-        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "config": config,
-    }
-    flag: dict[str, Any] = {}
-    try:
-        with _signals_set_flag(flag):
-            _loop(cfg, task, optimizers, _Stepper(optimizers, clip), state, progress, mirror,
-                  flag, save_checkpoint, elapsed, device)
-        record.update(status="ok", reason=None, extra=task.finish())
-    except (Interrupted, UserError):  # no record: resumable, or not a run at all
-        progress.close()
-        if mirror is not None:
-            mirror.finish(None, exit_code=1)
-        raise
-    except Diverged as why:
-        record.update(status="diverged", reason=str(why))
-    except Exception as err:
-        traceback.print_exc()
-        record.update(status="failed", reason=f"{type(err).__name__}: {err}")
-    finally:
-        progress.close()
-        task.close()
-    history = state["history"]
-    evaluated = [e[task.metric] for e in history if e.get(task.metric) is not None]
-    record.update(
-        final=records.finite_or_none(evaluated[-1]) if evaluated else None,
-        best=records.finite_or_none(state["best"]),
-        best_epoch=state["best_epoch"],
-        epochs_done=state["epoch"],
-        steps=state["it"],
-        history=history,
-        series=state["series"],
-        wall_time_s=round(elapsed(), 3),
-        finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    )
-    if record["status"] == "ok" and record["final"] is None:
-        record.update(status="failed", reason=f"{task.metric} was never available")
-    distributed.barrier()
-    if main:
-        records.write(record_path, record)
-        if record["status"] == "ok" and ckpt_path.exists() and not cfg.checkpoint.get("keep", False):
-            ckpt_path.unlink()
-    if mirror is not None:
-        mirror.finish(record, exit_code=0 if record["status"] == "ok" else 1)
-    progress.line(_summary(record))
-    record["_path"] = str(record_path)
-    return record
-
-
 def _summary(record: dict[str, Any]) -> str:
-    head = (f"{record['task']} {record['optimizer']} lr={records.format_lr(record['lr'])} "
+    variant = f" {record['variant_name']}" if record.get("variant_name") else ""
+    head = (f"{record['task']} {record['optimizer']}{variant} lr={record['lr']:g} "
             f"seed={record['seed']}: {record['status']}")
     if record["status"] != "ok":
         return f"{head} ({record['reason']})"
     return (f"{head}, final {record['metric']} {record['final']:.6g}, best {record['best']:.6g} "
             f"({record['wall_time_s']:.1f}s)")
-
-
-def _loop(cfg: DictConfig, task: Task, optimizers: dict[str, torch.optim.Optimizer],
-          stepper: _Stepper, state: dict[str, Any], progress: Progress,
-          mirror: WandbMirror | None, flag: dict[str, Any], save_checkpoint: Any,
-          elapsed: Any, device: torch.device) -> None:
-    spec = OmegaConf.to_container(cfg.task.schedule, resolve=True)
-    spe = task.steps_per_epoch()
-    epochs = task.epochs
-    every = cfg.checkpoint
-    check_every = 1 if device.type == "cpu" else int(cfg.get("check_every", 20))
-    log_every = int(cfg.get("log_every", 50))
-    last_save = time.monotonic()
-    first_opt = next(iter(optimizers.values()))
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16)
-                if cfg.get("precision", "fp32") == "bf16" else contextlib.nullcontext())
-
-    while state["epoch"] < epochs:
-        epoch = state["epoch"]
-        for item in task.batches(epoch, state["pos"]):
-            factor = schedules.lr_factor(spec, it=state["it"], epoch=epoch, spe=spe, epochs=epochs)
-            for opt in optimizers.values():
-                for group in opt.param_groups:
-                    group["lr"] = group["base_lr"] * factor
-            with autocast:
-                metrics = task.train_step(item, stepper)
-            sums = state["sums"]
-            for key, value in metrics.items():
-                value = value.detach().float() if torch.is_tensor(value) else torch.tensor(
-                    float(value), device=device)
-                sums[key] = sums[key] + value if key in sums else value.clone()
-                if key in state["series"]:
-                    state["series"][key].append(value)
-            state["count"] += 1
-            state["pos"] += 1
-            state["it"] += 1
-            if state["it"] % check_every == 0 and not torch.isfinite(sums["loss"]):
-                raise Diverged(f"non-finite training loss in epoch {epoch + 1}")
-            if state["it"] % log_every == 0:  # the only per-step host sync besides the check
-                shown = {"loss": float(sums["loss"]) / state["count"],
-                         "lr": first_opt.param_groups[0]["lr"]}
-                progress.update(1, shown)
-                if mirror is not None:
-                    mirror.log({f"train/{k}": float(v) for k, v in metrics.items()}
-                               | {"lr": shown["lr"]}, step=state["it"])
-            else:
-                progress.update(1, None)
-            if flag.get("signal") is not None:
-                save_checkpoint()
-                progress.line(f"signal {flag['signal']}: checkpoint written, exiting")
-                raise Interrupted(f"signal {flag['signal']}")
-            due_steps = every.get("every_steps") and state["it"] % int(every.every_steps) == 0
-            due_time = (every.get("every_minutes") and
-                        time.monotonic() - last_save > 60 * float(every.every_minutes))
-            if (due_steps or due_time) and state["pos"] < spe:
-                save_checkpoint()
-                last_save = time.monotonic()
-
-        # -- end of epoch -----------------------------------------------------------------------
-        done = epoch + 1
-        count = max(state["count"], 1)
-        entry: dict[str, Any] = {"epoch": done, "step": state["it"],
-                                 "lr": first_opt.param_groups[0]["lr"]}
-        entry.update({f"train/{k}": float(v) / count for k, v in state["sums"].items()})
-        _freeze_series(state)
-        if not np.isfinite(entry["train/loss"]):
-            state["history"].append(entry)
-            raise Diverged(f"non-finite training loss in epoch {done}")
-        if task.should_evaluate(done):
-            entry.update(task.evaluate(done))
-            # An evaluation metric, or an epoch mean like train/acc; None: not available yet
-            # (e.g. no Pong episode has finished).
-            value = entry.get(task.metric)
-            if value is not None and not np.isfinite(value):
-                state["history"].append(entry)
-                state["epoch"] = done
-                raise Diverged(f"{task.metric} is {value} after epoch {done}")
-            better = value is not None and (
-                state["best"] is None or
-                (value < state["best"] if task.goal == "min" else value > state["best"]))
-            if better:
-                state["best"], state["best_epoch"] = value, done
-        entry["time_s"] = round(elapsed(), 3)
-        state["history"].append(entry)
-        state.update(epoch=done, pos=0, sums={}, count=0)
-        progress.line(" | ".join(f"{k} {v:.5g}" if isinstance(v, float) else f"{k} {v}"
-                                 for k, v in entry.items()))
-        if mirror is not None:
-            mirror.log({k: v for k, v in entry.items() if k not in ("step",)}, step=state["it"])
-        every_epochs = cfg.task.get("checkpoint_every_epochs") or every.get("every_epochs")
-        if every_epochs and done % int(every_epochs) == 0 and done < epochs:
-            save_checkpoint()
-            last_save = time.monotonic()
-
-
-def _freeze_series(state: dict[str, Any]) -> None:
-    """Turn the per-step tensors collected so far into floats (one sync per call)."""
-    for values in state["series"].values():
-        tensors = [i for i, v in enumerate(values) if torch.is_tensor(v)]
-        if tensors:
-            floats = torch.stack([values[i] for i in tensors]).tolist()
-            for i, f in zip(tensors, floats):
-                values[i] = f

@@ -53,13 +53,22 @@ def kwargs_for(cfg: Mapping[str, Any], role: str) -> dict[str, Any]:
 
 
 def check_lr(lr: Any) -> float:
-    try:
-        value = float(lr)
-    except (TypeError, ValueError):
-        raise UserError(f"optimizer.lr must be a number, got {lr!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise UserError(f"optimizer.lr must be a finite number > 0, got {lr!r}")
-    return value
+    if isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr) or lr <= 0:
+        shown = list(lr) if isinstance(lr, Iterable) and not isinstance(lr, str) else lr
+        raise UserError(f"optimizer.lr must be a finite number > 0, got {shown!r}")
+    return float(lr)
+
+
+def check_options(cfg: Mapping[str, Any]) -> None:
+    """Refuse, in one line, an optimiser config that could not build its optimisers: unknown
+    options, bad lr or clipping, and values the class itself rejects (tried on a dummy tensor)."""
+    check_lr(cfg.get("lr"))
+    clip = cfg.get("grad_clip")
+    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, int | float)
+                             or not clip >= 0):
+        raise UserError(f"optimizer.grad_clip must be a number >= 0 or null, got {clip!r}")
+    for role in ["model", *((cfg.get("modules") or {}).keys())]:
+        build_optimizer([torch.zeros(2, 3, requires_grad=True)], cfg, role)
 
 
 def build_optimizer(params: Iterable[Any], cfg: Mapping[str, Any],
@@ -69,5 +78,6 @@ def build_optimizer(params: Iterable[Any], cfg: Mapping[str, Any],
     cls = _ARGS[cfg["name"]][0]
     try:
         return cls(params, lr=lr, **kwargs)
-    except ValueError as err:  # the optimisers' own validation, e.g. beta outside [0, 1)
-        raise UserError(f"optimizer {cfg['name']!r}: {err}") from None
+    except (TypeError, ValueError) as err:  # the class's own checks, e.g. beta outside [0, 1)
+        raise UserError(f"optimizer {cfg['name']!r}: {str(err).splitlines()[0]} (options: "
+                        f"{', '.join(f'{k}={v!r}' for k, v in kwargs.items())})") from None

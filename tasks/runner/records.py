@@ -1,7 +1,9 @@
-"""Result records: one JSON file per run, the suite's source of truth (DESIGN.md §5).
+"""Result records: one JSON file per run, the suite's source of truth.
 
-A record lives at ``<out_dir>/<sweep>/<scale>/<task>/<optimizer id>/lr=<lr>/seed=<seed>/record.json``,
-a function of the run's identity alone, so a sweep launched twice finds the runs it already has.
+A record lives in its run's folder, ``<out_dir>/<sweep>/<scale>/<task>/<optimizer>[/<variant>]/
+lr=<lr>/seed=<seed>/record.json``, a function of the run's identity (tasks/runner/identity.py),
+so a sweep launched twice finds the runs it already has. It stores the run's whole resolved
+config, from which the fingerprint that decides whether it may be reused is recomputed.
 Records are written atomically (temporary file, fsync, rename): a reader never sees half a record.
 """
 
@@ -21,21 +23,8 @@ RECORD = "record.json"
 STATUSES = ("ok", "diverged", "failed")
 
 
-def format_lr(lr: float) -> str:
-    """Canonical text of a learning rate in paths and tables: 0.0001, 0.01, 1."""
-    return f"{float(lr):g}"
-
-
-def run_dir(out_dir: str | Path, identity: Mapping[str, Any]) -> Path:
-    return (
-        Path(out_dir)
-        / str(identity["sweep"])
-        / str(identity["scale"])
-        / str(identity["task"])
-        / str(identity["optimizer"])
-        / f"lr={format_lr(identity['lr'])}"
-        / f"seed={int(identity['seed'])}"
-    )
+class Unreadable(Exception):
+    """A record file that exists but is not a record (damaged, hand-edited, another format)."""
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -55,7 +44,13 @@ def write_atomic(path: Path, text: str) -> None:
 def write(path: Path, record: Mapping[str, Any]) -> None:
     if record.get("status") not in STATUSES:
         raise ValueError(f"record status must be one of {STATUSES}, got {record.get('status')!r}")
-    write_atomic(path, json.dumps(record, indent=1, allow_nan=False, default=_jsonable) + "\n")
+    text = json.dumps(record, indent=1, allow_nan=False, default=_jsonable) + "\n"
+    try:
+        write_atomic(path, text)
+    except OSError as err:
+        from .checkpoints import disk_error
+
+        raise disk_error(path, err) from None
 
 
 def _jsonable(value: Any) -> Any:
@@ -67,19 +62,31 @@ def _jsonable(value: Any) -> Any:
 
 
 def read(path: Path) -> dict[str, Any] | None:
-    """The record at ``path``, or None if there is none or it cannot be parsed."""
-    try:
-        with open(path) as f:
-            record = json.load(f)
-    except (OSError, json.JSONDecodeError):
+    """The record at ``path``; None if there is none; :class:`Unreadable` if it is not a record."""
+    if not path.exists():
         return None
-    return record if isinstance(record, dict) and record.get("schema") == SCHEMA else None
+    try:
+        with open(path, encoding="utf-8") as f:
+            record = json.load(f)
+    except (OSError, ValueError) as err:  # a folder, random bytes, broken JSON
+        why = "it is a folder" if path.is_dir() else (
+            getattr(err, "strerror", None) or type(err).__name__)
+        raise Unreadable(f"{path} is not a readable record ({why})") from None
+    if not isinstance(record, dict) or record.get("schema") != SCHEMA:
+        raise Unreadable(f"{path} is not a record of this suite (no schema {SCHEMA})")
+    return record
 
 
-def find(root: str | Path) -> Iterator[dict[str, Any]]:
-    """Every readable record below ``root``, each with its path under ``"_path"``."""
+def find(root: str | Path, problems: list[str] | None = None) -> Iterator[dict[str, Any]]:
+    """Every record below ``root``, each with its path under ``"_path"``. Unreadable ones are
+    skipped; each adds one line to ``problems`` when a list is given."""
     for path in sorted(Path(root).rglob(RECORD)):
-        record = read(path)
+        try:
+            record = read(path)
+        except Unreadable as err:
+            if problems is not None:
+                problems.append(str(err))
+            continue
         if record is not None:
             record["_path"] = str(path)
             yield record

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from .identity import Identity
 
 
 def _fmt(value: Any) -> str:
@@ -69,9 +69,11 @@ def wandb_credentials() -> bool:
 class WandbMirror:
     """Mirrors a run to W&B: online with credentials, offline without, never blocking for long."""
 
-    def __init__(self, cfg: DictConfig, identity: Mapping[str, Any], config: dict[str, Any],
-                 run_dir: Path, say: Any) -> None:
+    def __init__(self, cfg: Mapping[str, Any], ident: Identity, config: dict[str, Any], run_dir: Path,
+                 say: Any, run_id: str | None = None) -> None:
+        """``run_id``: the W&B run of an interrupted process, which a resumed one continues."""
         self.run = None
+        self.run_id = run_id
         try:
             import wandb
         except ImportError:
@@ -83,25 +85,28 @@ class WandbMirror:
             if mode == "offline":
                 say(f"W&B: no credentials found, logging offline to {run_dir}/wandb "
                     "(upload later with `wandb sync`)")
-        group = f"{identity['sweep']}/{identity['scale']}/{identity['task']}"
-        name = (f"{identity['task']}-{identity['optimizer']}-lr{identity['lr']:g}"
-                f"-s{identity['seed']}")
+        variant = f"/{ident.variant_name}" if ident.variant_name else ""
         try:
             self.run = wandb.init(
                 project=cfg.get("project") or "nero-repro",
                 entity=cfg.get("entity"),
-                group=group,
-                job_type=str(identity["task"]),
-                name=name,
-                tags=[str(identity["optimizer"]), f"lr={identity['lr']:g}", str(identity["scale"]),
-                      str(identity["sweep"])],
-                config={"identity": dict(identity), **config},
+                id=run_id,
+                resume="allow" if run_id else None,
+                group=f"{ident.sweep}/{ident.scale}/{ident.task}{variant}",
+                job_type=ident.task,
+                name=f"{ident.task}-{ident.optimizer}{variant.replace('/', '-')}-lr{ident.lr:g}"
+                     f"-s{ident.seed}",
+                tags=[ident.optimizer, f"lr={ident.lr:g}", ident.scale, ident.sweep,
+                      *([ident.variant_name] if ident.variant_name else [])],
+                config={"identity": ident.as_dict(), "variant": ident.variant_name,
+                        "fingerprint": ident.fingerprint, **config},
                 dir=str(run_dir),
                 mode=mode,
                 reinit="finish_previous",
                 settings=wandb.Settings(init_timeout=int(cfg.get("init_timeout", 60)),
                                         console="off", silent=True),
             )
+            self.run_id = self.run.id
         except Exception as err:
             say(f"W&B: could not start ({type(err).__name__}: {err}); JSON record only")
             self.run = None

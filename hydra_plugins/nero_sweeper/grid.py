@@ -1,0 +1,210 @@
+"""The suite's Hydra sweeper: a grid of cells, the paper's seed protocol, and a clean stop.
+
+Stage 1 runs every combination of ``cells`` (explicit override lists, e.g. Fig. 9's four
+configurations) and ``grid`` (comma-separated values per key, Hydra's sweep syntax), together with
+the sweep overrides of the command line (which replace the grid's entry for the same key). With
+``seeds`` set, stage 2 re-runs, for each group of stage-1 cells that differ only in lr (and seed),
+its best lr with those seeds: the paper's protocol (lr grid at seed 0, then seeds 1 and 2 at the
+best lr; the seed-0 run is the third repeat). Every job returns its record's summary (a cell
+whose record already says ok returns it without training), so a relaunched sweep only trains
+what is missing. Failed or diverged stage-1 cells never win; a group with no usable cell gets no
+stage 2.
+
+At the end the sweep reports every cell that did not finish (failed, refused, crashed) with its
+reason, and exits non-zero if there was one; a diverged cell is a finished result. SIGTERM or
+SIGINT (Ctrl-C) stops the sweep: running cells write a checkpoint, queued cells do not start,
+stage 2 is not launched, and the exit status is 3; the same command resumes.
+
+    python scripts/train.py -m +experiment=table1 task=cifar10_vgg11 [optimizer.lr=0.001,0.01]
+"""
+
+import contextlib
+import logging
+import math
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List  # noqa: UP035 - OmegaConf reads these types
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+STOP = ".stop"  # in the sweep folder while a sweep is stopping: jobs that see it do not start
+INTERRUPTED_EXIT = 3
+FINISHED = ("ok", "diverged")  # a cell with one of these records is a result
+
+
+@dataclass
+class GridSweeperConf:
+    _target_: str = "hydra_plugins.nero_sweeper.grid.GridSweeper"
+    grid: Dict[str, str] = field(default_factory=dict)  # noqa: UP006
+    cells: List[List[str]] = field(default_factory=lambda: [[]])  # noqa: UP006
+    seeds: List[int] = field(default_factory=list)  # noqa: UP006
+    lr_key: str = "optimizer.lr"
+    seed_key: str = "seed"
+
+
+ConfigStore.instance().store(group="hydra/sweeper", name="grid", node=GridSweeperConf,
+                             provider="nero")
+
+
+def group_key(overrides: list[str], lr_key: str, seed_key: str) -> tuple[str, ...]:
+    return tuple(o for o in overrides if not o.startswith((f"{lr_key}=", f"{seed_key}=")))
+
+
+def best_lrs(jobs: list[list[str]], results: list[dict[str, Any] | None], lr_key: str,
+             seed_key: str) -> dict[tuple[str, ...], str]:
+    """For each group of stage-1 jobs that differ only in lr (and seed), the best lr override.
+
+    ``results`` are the job summaries (status, final, goal) or None for a job that crashed.
+    Ties keep the earlier lr in the grid's order.
+    """
+    best: dict[tuple[str, ...], tuple[float, str]] = {}
+    order: list[tuple[str, ...]] = []
+    for overrides, result in zip(jobs, results):
+        key = group_key(overrides, lr_key, seed_key)
+        if key not in order:
+            order.append(key)
+        if not result or result.get("status") != "ok" or result.get("final") is None:
+            continue
+        value = float(result["final"])
+        if not math.isfinite(value):
+            continue
+        score = value if result.get("goal") == "min" else -value
+        lr = next(o for o in overrides if o.startswith(f"{lr_key}="))
+        if key not in best or score < best[key][0]:
+            best[key] = (score, lr)
+    return {key: best[key][1] for key in order if key in best}
+
+
+def _summary(ret: JobReturn) -> dict[str, Any] | None:
+    if ret.status != JobStatus.COMPLETED:
+        return {"status": "crashed", "reason": repr(ret._return_value)}
+    value = ret.return_value
+    return value if isinstance(value, dict) else None
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (Linux /proc; elsewhere none are found)."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        if len(fields) > 1 and int(fields[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+class GridSweeper(Sweeper):
+    def __init__(self, grid: dict[str, str], cells: list[list[str]], seeds: list[int],
+                 lr_key: str, seed_key: str) -> None:
+        super().__init__()
+        self.grid = dict(grid or {})
+        self.cells = [list(c) for c in (cells or [[]])]
+        self.seeds = list(seeds)
+        self.lr_key, self.seed_key = lr_key, seed_key
+        self.hydra_context: HydraContext | None = None
+        self.config: DictConfig | None = None
+        self.launcher: Any = None
+        self.stopping = False
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
+              config: DictConfig) -> None:
+        from hydra.core.plugins import Plugins
+
+        self.hydra_context, self.config = hydra_context, config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config)
+
+    def _expand(self, arguments: list[str]) -> list[list[str]]:
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        given = {o.split("=", 1)[0].lstrip("+~") for o in arguments}
+        params = [f"{k}={v}" for k, v in self.grid.items() if k not in given] + list(arguments)
+        jobs = []
+        for cell in self.cells:
+            fixed = [o for o in cell if o.split("=", 1)[0].lstrip("+~") not in given]
+            for job in BasicSweeper.split_arguments(parser.parse_overrides(params), None)[0]:
+                jobs.append(fixed + job)
+        return jobs
+
+    def _launch(self, jobs: list[list[str]], first_index: int) -> list[dict[str, Any] | None]:
+        if not jobs or self.stopping:
+            return [{"status": "interrupted", "reason": "the sweep was stopped"} for _ in jobs]
+        self.validate_batch_is_legal(jobs)
+        return [_summary(r) for r in self.launcher.launch(jobs, initial_job_idx=first_index)]
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        """Stop: no new cell starts; the running ones checkpoint (they get the signal too)."""
+        if not self.stopping:
+            self.stopping = True
+            (Path(self.config.hydra.sweep.dir) / STOP).touch()
+            print(f"signal {signum}: stopping the sweep; running cells write a checkpoint",
+                  file=sys.stderr, flush=True)
+            for child in _children(os.getpid()):
+                with contextlib.suppress(OSError):
+                    os.kill(child, signal.SIGTERM)
+
+    def sweep(self, arguments: list[str]) -> Any:
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        (sweep_dir / STOP).unlink(missing_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            stage1 = self._expand(arguments)
+            log.info(f"stage 1: {len(stage1)} cells")
+            results = self._launch(stage1, 0)
+            jobs = list(stage1)
+            if self.seeds:
+                winners = best_lrs(stage1, results, self.lr_key, self.seed_key)
+                for key, lr in winners.items():
+                    log.info(f"best {lr} for {' '.join(key) or 'the grid'}")
+                for key in dict.fromkeys(group_key(j, self.lr_key, self.seed_key) for j in stage1):
+                    if key not in winners:
+                        log.warning(f"no usable stage-1 cell for {' '.join(key) or 'the grid'}: "
+                                    "no seed repeats")
+                stage2 = [list(key) + [lr, f"{self.seed_key}={s}"]
+                          for key, lr in winners.items() for s in self.seeds]
+                log.info(f"stage 2: {len(stage2)} cells")
+                results += self._launch(stage2, len(stage1))
+                jobs += stage2
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            (sweep_dir / STOP).unlink(missing_ok=True)
+        self._report(jobs, results)
+        return results
+
+    def _report(self, jobs: list[list[str]], results: list[dict[str, Any] | None]) -> None:
+        """One line per cell that did not end ok, then exit non-zero if there was one."""
+        results = [r or {"status": "crashed", "reason": "no result"} for r in results]
+        counts: dict[str, int] = {}
+        for r in results:
+            counts[r["status"]] = counts.get(r["status"], 0) + 1
+        tally = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        print(f"sweep: {len(jobs)} cells: {tally}", file=sys.stderr, flush=True)
+        bad = [(job, r) for job, r in zip(jobs, results) if r["status"] not in FINISHED]
+        for job, r in bad:
+            if r["status"] != "interrupted":
+                print(f"  {r['status']}: {' '.join(job)}: {r.get('reason')}", file=sys.stderr)
+        if self.stopping or counts.get("interrupted"):
+            print("the sweep was interrupted; run the same command again to resume it",
+                  file=sys.stderr, flush=True)
+            raise SystemExit(INTERRUPTED_EXIT)
+        if bad:
+            print("run the same command again to retry these cells (finished cells are skipped)",
+                  file=sys.stderr, flush=True)
+            raise SystemExit(1)

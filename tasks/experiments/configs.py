@@ -1,0 +1,267 @@
+"""The typed schema of every task's config (Hydra structured configs).
+
+Each ``conf/task/<name>.yaml`` starts from its schema here (``defaults: [/schema/task/<name>@_here_]``),
+so Hydra converts and checks types at composition: ``task.epochs=abc`` or ``task.batch_size=2.5``
+fail before anything runs. Ranges and choices are checked in ``__post_init__``, which the runner's
+validation triggers (tasks/runner/validation.py), as are keys the schema does not know. The
+values themselves, with the reasons behind them, live in the YAML files. This module imports
+nothing heavy, so configs can be checked without loading a task's dependencies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from .base import TaskConfig, positive, require
+
+
+def one_of(obj: object, name: str, choices: tuple[str, ...]) -> None:
+    value = getattr(obj, name)
+    require(value in choices, f"task.{name} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def at_least(obj: object, name: str, low: float) -> None:
+    value = getattr(obj, name)
+    require(value >= low, f"task.{name} must be >= {low:g}, got {value}")
+
+
+def probability(obj: object, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        require(0 <= value < 1, f"task.{name} must be in [0, 1), got {value}")
+
+
+@dataclass
+class _Synthetic:
+    """Real data from ``data_dir`` (downloaded where allowed), or a synthetic stand-in (smoke)."""
+
+    synthetic: bool = MISSING
+    n_train: Optional[int] = None  # noqa: UP045 - synthetic sizes (smoke scale only)
+
+    def _check_sizes(self) -> None:
+        positive(self, "n_train", allow_none=True)
+
+
+@dataclass
+class MnistMLPConfig(TaskConfig, _Synthetic):
+    depth: int = MISSING
+    width: int = MISSING
+    batch_size: int = MISSING
+    download: bool = MISSING
+    n_test: Optional[int] = None  # noqa: UP045
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._check_sizes()
+        positive(self, "depth", "width", "batch_size")
+        positive(self, "n_test", allow_none=True)
+
+
+@dataclass
+class MnistCWNConfig(MnistMLPConfig):
+    sigma: float = MISSING
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        positive(self, "sigma")
+
+
+@dataclass
+class CifarConfig(TaskConfig, _Synthetic):
+    arch: str = MISSING
+    classes: int = MISSING
+    batch_size: int = MISSING
+    eval_train: bool = MISSING
+    augment: bool = MISSING
+    pipeline: str = MISSING
+    download: bool = MISSING
+    num_workers: int = MISSING
+    channels_last: bool = MISSING
+    width: float = MISSING
+    image_size: int = MISSING
+    n_test: Optional[int] = None  # noqa: UP045
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._check_sizes()
+        one_of(self, "arch", ("vgg11", "resnet18"))
+        one_of(self, "pipeline", ("device", "torchvision"))
+        positive(self, "classes", "batch_size", "width", "image_size")
+        positive(self, "n_test", allow_none=True)
+        at_least(self, "num_workers", 0)
+
+
+@dataclass
+class FidConfig:
+    samples: int = MISSING
+    batch_size: int = MISSING
+    protocol: str = MISSING
+    extractor: str = MISSING
+    inception_path: Optional[str] = None  # noqa: UP045
+    headline: str = MISSING
+
+    def __post_init__(self) -> None:
+        require(self.samples > 1 and self.batch_size > 0,
+                f"task.fid.samples must be > 1 and task.fid.batch_size > 0, got {self.samples} "
+                f"and {self.batch_size}")
+        require(self.protocol in ("authors", "standard"),
+                f"task.fid.protocol must be authors or standard, got {self.protocol!r}")
+        require(self.extractor in ("inception", "random"),
+                f"task.fid.extractor must be inception or random, got {self.extractor!r}")
+        require(self.headline in ("test", "train"),
+                f"task.fid.headline must be test or train, got {self.headline!r}")
+
+
+@dataclass
+class CganConfig(TaskConfig, _Synthetic):
+    nf: int = MISSING
+    z_dim: int = MISSING
+    embed_classes: int = MISSING
+    batch_size: int = MISSING
+    download: bool = MISSING
+    num_workers: int = MISSING
+    image_size: int = MISSING
+    fid: FidConfig = MISSING
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._check_sizes()
+        positive(self, "nf", "z_dim", "embed_classes", "batch_size", "image_size")
+        require(self.z_dim % 4 == 0, f"task.z_dim must split into 4 chunks, got {self.z_dim}")
+        at_least(self, "num_workers", 0)
+
+
+@dataclass
+class _Text:
+    source: str = MISSING  # auto: local files in data_dir, else Hugging Face datasets
+    synthetic: bool = MISSING
+    dropout: float = MISSING
+    batch_size: int = MISSING
+
+    def _check_text(self) -> None:
+        one_of(self, "source", ("auto", "local", "hub"))
+        probability(self, "dropout")
+        positive(self, "batch_size")
+
+
+@dataclass
+class Wikitext2Config(TaskConfig, _Text):
+    emsize: int = MISSING
+    nhead: int = MISSING
+    nhid: int = MISSING
+    nlayers: int = MISSING
+    bptt: int = MISSING
+    eval_batch_size: int = MISSING
+    synthetic_tokens: Optional[int] = None  # noqa: UP045
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._check_text()
+        positive(self, "emsize", "nhead", "nhid", "nlayers", "bptt", "eval_batch_size")
+        positive(self, "synthetic_tokens", allow_none=True)
+        require(self.emsize % self.nhead == 0,
+                f"task.emsize ({self.emsize}) must be a multiple of task.nhead ({self.nhead})")
+
+
+@dataclass
+class Multi30kConfig(TaskConfig, _Text):
+    d_model: int = MISSING
+    d_inner: int = MISSING
+    n_layers: int = MISSING
+    n_head: int = MISSING
+    d_k: int = MISSING
+    d_v: int = MISSING
+    max_len: int = MISSING
+    min_freq: int = MISSING
+    max_positions: int = MISSING
+    label_smoothing: float = MISSING
+    bleu: bool = MISSING
+    bleu_max_len: int = MISSING
+    synthetic_pairs: Optional[int] = None  # noqa: UP045
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._check_text()
+        positive(self, "d_model", "d_inner", "n_layers", "n_head", "d_k", "d_v", "max_len",
+                 "min_freq", "max_positions", "bleu_max_len")
+        positive(self, "synthetic_pairs", allow_none=True)
+        probability(self, "label_smoothing")
+
+
+@dataclass
+class PongConfig(TaskConfig):
+    env_id: str = MISSING
+    num_envs: int = MISSING
+    num_steps: int = MISSING
+    update_epochs: int = MISSING
+    num_minibatches: int = MISSING
+    gamma: float = MISSING
+    gae_lambda: float = MISSING
+    clip_coef: float = MISSING
+    value_coef: float = MISSING
+    entropy_coef: float = MISSING
+    norm_adv: bool = MISSING
+    frame_stack: int = MISSING
+    noop_max: int = MISSING
+    vector_env: str = MISSING
+    eval_episodes: int = MISSING
+    eval_max_steps: int = MISSING
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        positive(self, "num_envs", "num_steps", "update_epochs", "num_minibatches", "clip_coef",
+                 "frame_stack", "eval_max_steps")
+        require(self.num_envs * self.num_steps >= self.num_minibatches,
+                "task.num_envs x task.num_steps must be at least task.num_minibatches")
+        for name in ("gamma", "gae_lambda"):
+            value = getattr(self, name)
+            require(0 <= value <= 1, f"task.{name} must be in [0, 1], got {value}")
+        at_least(self, "value_coef", 0)
+        at_least(self, "entropy_coef", 0)
+        at_least(self, "noop_max", 0)
+        at_least(self, "eval_episodes", 0)
+        one_of(self, "vector_env", ("async", "sync"))
+
+
+@dataclass
+class ImageNetConfig(TaskConfig, _Synthetic):
+    arch: str = MISSING
+    batch_size: int = MISSING
+    train_images: int = MISSING
+    bn_gain_penalty: float = MISSING
+    num_workers: int = MISSING
+    channels_last: bool = MISSING
+    image_size: int = MISSING
+    resize: int = MISSING
+    classes: int = MISSING
+    n_val: Optional[int] = None  # noqa: UP045
+    bn_group: Optional[int] = None  # noqa: UP045 - null: BN over each process's whole batch
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._check_sizes()
+        one_of(self, "arch", ("resnet50", "resnet_tiny"))
+        positive(self, "batch_size", "train_images", "image_size", "resize", "classes")
+        positive(self, "n_val", "bn_group", allow_none=True)
+        at_least(self, "bn_gain_penalty", 0)
+        at_least(self, "num_workers", 0)
+
+
+SCHEMAS: dict[str, type[TaskConfig]] = {
+    "mnist_cwn": MnistCWNConfig,
+    "mnist_mlp": MnistMLPConfig,
+    "cifar10_vgg11": CifarConfig,
+    "cifar10_resnet18": CifarConfig,
+    "cifar10_cgan": CganConfig,
+    "wikitext2_transformer": Wikitext2Config,
+    "multi30k_transformer": Multi30kConfig,
+    "pong_ppo": PongConfig,
+    "imagenet_resnet50": ImageNetConfig,
+}
+
+for _name, _schema in SCHEMAS.items():
+    ConfigStore.instance().store(group="schema/task", name=_name, node=_schema)

@@ -1,0 +1,152 @@
+"""Every value of a run's config is checked before anything runs, and wrong ones get one line.
+
+Three layers, each with Hydra's own mechanism where it fits:
+
+- **types and choices** at composition: ``conf/config.yaml`` starts from :class:`RunConfig` and
+  each task config from its schema (tasks/experiments/configs.py), so Hydra converts values and
+  refuses ``seed=abc``, ``precision=fp8`` or ``task.batch_size=2.5`` while composing;
+- **ranges and unknown keys** in :func:`validate`: the composed values are merged into fresh
+  schemas, which refuses keys a schema does not know (``+task.epoch=5``), and instantiated, which
+  runs their range checks (``task.epochs=0``, ``log_every=0``);
+- **optimiser options** against the optimiser class itself (tasks/runner/optimizers.py) and the
+  identity's own checks (seed range, lr, plain folder names: tasks/runner/identity.py).
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
+
+from tasks.errors import UserError
+from tasks.experiments.base import require
+from tasks.experiments.configs import SCHEMAS
+
+from . import identity
+from .optimizers import check_options
+
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+class Precision(enum.Enum):
+    fp32 = "fp32"  # the paper
+    bf16 = "bf16"  # autocast
+
+
+class LoggerName(enum.Enum):
+    wandb = "wandb"
+    none = "none"
+
+
+class WandbMode(enum.Enum):
+    online = "online"
+    offline = "offline"
+    disabled = "disabled"
+
+
+@dataclass
+class LoggerConfig:
+    name: LoggerName = MISSING
+    project: Optional[str] = None  # noqa: UP045
+    entity: Optional[str] = None  # noqa: UP045
+    mode: Optional[WandbMode] = None  # noqa: UP045 - null: online with credentials, else offline
+    init_timeout: int = 60
+
+    def __post_init__(self) -> None:
+        require(self.init_timeout > 0, f"logger.init_timeout must be > 0, got {self.init_timeout}")
+
+
+@dataclass
+class CheckpointConfig:
+    every_epochs: Optional[int] = 1  # noqa: UP045
+    every_minutes: Optional[float] = 10.0  # noqa: UP045
+    every_steps: Optional[int] = None  # noqa: UP045
+    keep: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("every_epochs", "every_minutes", "every_steps"):
+            value = getattr(self, name)
+            require(value is None or value > 0, f"checkpoint.{name} must be > 0 or null, got {value}")
+
+
+@dataclass
+class ScaleConfig:
+    name: str = MISSING
+
+
+@dataclass
+class RunConfig:
+    """The run's own keys (conf/config.yaml documents each); task and optimizer have their own."""
+
+    task: Any = None
+    optimizer: Any = None
+    scale: ScaleConfig = MISSING
+    logger: LoggerConfig = MISSING
+    seed: int = 0
+    device: str = "auto"
+    data_dir: str = MISSING
+    out_dir: str = MISSING
+    sweep: str = "adhoc"
+    force: bool = False
+    wait: bool = False
+    threads: Optional[int] = None  # noqa: UP045
+    deterministic: Any = "auto"
+    precision: Precision = Precision.fp32
+    compile: bool = False
+    progress: bool = True
+    log_every: int = 50
+    check_every: int = 20
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+
+    def __post_init__(self) -> None:
+        require(bool(_DEVICE.match(self.device)),
+                f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        require(self.deterministic in ("auto", True, False),
+                f"deterministic must be auto, true or false, got {self.deterministic!r}")
+        require(self.threads is None or self.threads > 0, f"threads must be > 0, got {self.threads}")
+        require(self.log_every > 0, f"log_every must be > 0, got {self.log_every}")
+        require(self.check_every > 0, f"check_every must be > 0, got {self.check_every}")
+
+
+ConfigStore.instance().store(name="run_schema", node=RunConfig)
+
+
+def _instantiate(schema: type, values: dict[str, Any], where: str) -> None:
+    """Merge ``values`` into a fresh ``schema`` and build it: unknown keys, types, ranges."""
+    try:
+        OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values))
+    except ConfigKeyError as err:
+        known = ", ".join(f.name for f in _fields(schema))
+        key = f"{where}{err.full_key}" if err.full_key else where.rstrip(".")
+        raise UserError(f"unknown config key {key} (known keys here: {known})") from None
+    except MissingMandatoryValue as err:
+        raise UserError(f"{where}{err.full_key} has no value; set it in the config or on the "
+                        "command line") from None
+    except OmegaConfBaseException as err:
+        raise UserError(f"{where}{err.full_key}: {str(err).splitlines()[0]}") from None
+    except ValueError as err:  # a range check of a schema's __post_init__
+        raise UserError(str(err)) from None
+
+
+def _fields(schema: type) -> list[Any]:
+    from dataclasses import fields
+
+    return list(fields(schema))
+
+
+def validate(cfg: DictConfig) -> identity.Identity:
+    """Check a composed config before anything runs; returns the run's identity."""
+    data = identity.plain(cfg)
+    _instantiate(RunConfig, {k: v for k, v in data.items() if k not in ("task", "optimizer")}, "")
+    task = data.get("task") or {}
+    schema = SCHEMAS.get(str(task.get("name")))
+    if schema is None:
+        raise UserError(f"unknown task {task.get('name')!r}: choose one of {', '.join(sorted(SCHEMAS))}")
+    _instantiate(schema, task, "task.")
+    check_options(data.get("optimizer") or {})
+    return identity.of(cfg)
