@@ -6,15 +6,13 @@ import json
 import math
 import sys
 import types
-from pathlib import Path
 
 import pytest
 
-from hydra_plugins.nero_sweeper.grid import best_lrs
 from tasks.analysis import tables as aggregate
 from tasks.runner import records
 from tasks.runner.identity import Identity
-from tests.conftest import REPO, train_cli
+from tests.conftest import REPO
 
 TASKS = [{"task": "toy_min", "order": "1", "label": "Toy", "dataset": "D", "model": "M",
           "metric": "err", "metric_label": "error", "goal": "min", "unit": "", "perfect": "0"},
@@ -158,49 +156,6 @@ def test_reading_a_wandb_project_through_the_public_api(tmp_path, monkeypatch):
 
     assert cli.main(["--wandb", "me/nero-repro", "--out", str(tmp_path), "--no-figures"]) == 0
     assert "12.00 ± 0.82" in (tmp_path / "table1.md").read_text()
-
-
-# -- the two-stage sweep -----------------------------------------------------------------------
-def test_best_lrs_per_optimiser_from_stage_one():
-    jobs = [["optimizer=nero", "optimizer.lr=0.01", "seed=0"],
-            ["optimizer=nero", "optimizer.lr=0.1", "seed=0"],
-            ["optimizer=sgd", "optimizer.lr=0.01", "seed=0"],
-            ["optimizer=sgd", "optimizer.lr=0.1", "seed=0"],
-            ["optimizer=adam", "optimizer.lr=0.01", "seed=0"]]
-    results = [{"status": "ok", "final": 5.0, "goal": "min"},
-               {"status": "ok", "final": 4.0, "goal": "min"},
-               {"status": "diverged", "final": None, "goal": "min"},
-               {"status": "ok", "final": 7.0, "goal": "min"},
-               None]  # a crashed job
-    best = best_lrs(jobs, results, "optimizer.lr", "seed")
-    assert best == {("optimizer=nero",): "optimizer.lr=0.1", ("optimizer=sgd",): "optimizer.lr=0.1"}
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("launcher", ["local", "submitit_local"])
-def test_two_stage_sweep_end_to_end(tmp_path, launcher):
-    extra = ["hydra.launcher.timeout_min=10"] if launcher == "submitit_local" else []
-    out = train_cli("-m", "+experiment=fig3_deep_mlp", "scale=smoke", "logger=none",
-                    f"out_dir={tmp_path}", "optimizer=nero,sgd", "optimizer.lr=0.001,0.1",
-                    "task.depth=3", f"hydra/launcher={launcher}", *extra, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    found = {(r["optimizer"], r["lr"], r["seed"]): r for r in records.find(tmp_path)}
-    stage1 = {(o, lr, 0) for o in ("nero", "sgd") for lr in (0.001, 0.1)}
-    assert stage1 <= set(found)
-    for opt in ("nero", "sgd"):
-        seed0 = {lr: found[(opt, lr, 0)]["final"] for lr in (0.001, 0.1)}
-        best = max(seed0, key=seed0.get)  # train/acc: higher is better
-        assert {(opt, best, 1), (opt, best, 2)} <= set(found)
-        other = 0.1 if best == 0.001 else 0.001
-        assert (opt, other, 1) not in found
-    assert len(found) == 8
-    # Launched again: every cell already has an ok record, so nothing trains (or rewrites).
-    stamps = {p: p.stat().st_mtime_ns for p in Path(tmp_path).rglob("record.json")}
-    again = train_cli("-m", "+experiment=fig3_deep_mlp", "scale=smoke", "logger=none",
-                      f"out_dir={tmp_path}", "optimizer=nero,sgd", "optimizer.lr=0.001,0.1",
-                      "task.depth=3", f"hydra/launcher={launcher}", *extra, timeout=600)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert {p: p.stat().st_mtime_ns for p in Path(tmp_path).rglob("record.json")} == stamps
 
 
 def test_every_experiment_composes():

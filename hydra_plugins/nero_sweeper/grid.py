@@ -18,7 +18,6 @@ stage 2 is not launched, and the exit status is 3; the same command resumes.
     python scripts/train.py -m +experiment=table1 task=cifar10_vgg11 [optimizer.lr=0.001,0.01]
 """
 
-import contextlib
 import logging
 import math
 import os
@@ -37,7 +36,8 @@ from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
-STOP = ".stop"  # in the sweep folder while a sweep is stopping: jobs that see it do not start
+STOP = ".stop"  # in the sweep folder while a sweep is stopping: cells that see it stop
+SWEEP_PID = "NERO_SWEEP_PID"  # the sweeping process, for its local workers
 INTERRUPTED_EXIT = 3
 FINISHED = ("ok", "diverged")  # a cell with one of these records is a result
 
@@ -92,20 +92,6 @@ def _summary(ret: JobReturn) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _children(pid: int) -> list[int]:
-    """Processes whose parent is ``pid`` (Linux /proc; elsewhere none are found)."""
-    found = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2:].split()
-        if len(fields) > 1 and int(fields[1]) == pid:
-            found.append(int(entry.name))
-    return found
-
-
 class GridSweeper(Sweeper):
     def __init__(self, grid: dict[str, str], cells: list[list[str]], seeds: list[int],
                  lr_key: str, seed_key: str) -> None:
@@ -130,15 +116,15 @@ class GridSweeper(Sweeper):
     def _expand(self, arguments: list[str]) -> list[list[str]]:
         from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
-        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        parser = OverridesParser.create()
         given = {o.split("=", 1)[0].lstrip("+~") for o in arguments}
         params = [f"{k}={v}" for k, v in self.grid.items() if k not in given] + list(arguments)
-        jobs = []
+        jobs: dict[tuple[str, ...], None] = {}  # ordered, without repeats
         for cell in self.cells:
             fixed = [o for o in cell if o.split("=", 1)[0].lstrip("+~") not in given]
             for job in BasicSweeper.split_arguments(parser.parse_overrides(params), None)[0]:
-                jobs.append(fixed + job)
-        return jobs
+                jobs[tuple(fixed + job)] = None
+        return [list(job) for job in jobs]
 
     def _launch(self, jobs: list[list[str]], first_index: int) -> list[dict[str, Any] | None]:
         if not jobs or self.stopping:
@@ -147,15 +133,12 @@ class GridSweeper(Sweeper):
         return [_summary(r) for r in self.launcher.launch(jobs, initial_job_idx=first_index)]
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
-        """Stop: no new cell starts; the running ones checkpoint (they get the signal too)."""
+        """Stop: queued cells do not start, running ones see the stop file, checkpoint and end."""
         if not self.stopping:
             self.stopping = True
             (Path(self.config.hydra.sweep.dir) / STOP).touch()
             print(f"signal {signum}: stopping the sweep; running cells write a checkpoint",
                   file=sys.stderr, flush=True)
-            for child in _children(os.getpid()):
-                with contextlib.suppress(OSError):
-                    os.kill(child, signal.SIGTERM)
 
     def sweep(self, arguments: list[str]) -> Any:
         sweep_dir = Path(self.config.hydra.sweep.dir)
@@ -163,6 +146,8 @@ class GridSweeper(Sweeper):
         (sweep_dir / STOP).unlink(missing_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        # Local worker processes leave signals to this process (tasks/runner/cli.py).
+        os.environ[SWEEP_PID] = str(os.getpid())
         try:
             stage1 = self._expand(arguments)
             log.info(f"stage 1: {len(stage1)} cells")
@@ -197,9 +182,11 @@ class GridSweeper(Sweeper):
         tally = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
         print(f"sweep: {len(jobs)} cells: {tally}", file=sys.stderr, flush=True)
         bad = [(job, r) for job, r in zip(jobs, results) if r["status"] not in FINISHED]
+        shared = set.intersection(*(set(j) for j in jobs)) if len(jobs) > 1 else set()
         for job, r in bad:
             if r["status"] != "interrupted":
-                print(f"  {r['status']}: {' '.join(job)}: {r.get('reason')}", file=sys.stderr)
+                cell = " ".join(o for o in job if o not in shared) or " ".join(job)
+                print(f"  {r['status']}: {cell}: {r.get('reason')}", file=sys.stderr)
         if self.stopping or counts.get("interrupted"):
             print("the sweep was interrupted; run the same command again to resume it",
                   file=sys.stderr, flush=True)

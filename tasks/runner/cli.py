@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -110,16 +111,23 @@ CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
 def _job(cfg: DictConfig) -> dict[str, Any] | None:
     """Train one cell; returns the summary the grid sweeper reads."""
-    from hydra_plugins.nero_sweeper.grid import STOP
+    from hydra_plugins.nero_sweeper.grid import STOP, SWEEP_PID
 
     from .loop import Interrupted, run
 
     multirun = _multirun()
-    if multirun and (Path(HydraConfig.get().sweep.dir) / STOP).exists():
-        return {"status": "interrupted", "reason": "the sweep was stopped before this cell began"}
+    stop_file = Path(HydraConfig.get().sweep.dir) / STOP if multirun else None
+    if stop_file is not None:
+        if stop_file.exists():
+            return {"status": "interrupted", "reason": "the sweep was stopped before this cell"}
+        if os.environ.get(SWEEP_PID, str(os.getpid())) != str(os.getpid()):
+            # A local worker process: Ctrl-C or a signal to the process group is the sweep's to
+            # handle (it writes the stop file); an idle worker must not die of it.
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, signal.SIG_IGN)
     _share_cpus(cfg)
     try:
-        record = run(cfg)
+        record = run(cfg, stop_file=stop_file)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         if multirun:
@@ -128,6 +136,7 @@ def _job(cfg: DictConfig) -> dict[str, Any] | None:
     except Interrupted as err:
         print(f"interrupted ({err}); run the same command again to resume", file=sys.stderr)
         if multirun:
+            stop_file.touch()  # a signal to one cell stops its whole sweep
             return {"status": "interrupted", "reason": str(err)}
         sys.exit(3)
     summary = {k: record.get(k) for k in ("status", "reason", "task", "optimizer", "lr", "seed",

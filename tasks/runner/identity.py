@@ -74,7 +74,8 @@ def plain(cfg: Any) -> dict[str, Any]:
 
 
 def computing(config: Mapping[str, Any]) -> dict[str, Any]:
-    """Every computing leaf of a config, as ``{"task.sigma": 100.0, ...}`` (dict leaves flattened)."""
+    """Every computing leaf of a config, as ``{"task.sigma": 100.0, ...}`` (dict leaves flattened,
+    null values left out)."""
     out: dict[str, Any] = {}
 
     def walk(node: Any, prefix: str) -> None:
@@ -83,7 +84,7 @@ def computing(config: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(node, Mapping) and node:
             for key, value in node.items():
                 walk(value, f"{prefix}.{key}" if prefix else str(key))
-        else:
+        elif node is not None:  # an option set to null is an option not set
             out[prefix] = _canonical(node)
 
     walk(plain(config), "")

@@ -59,8 +59,11 @@ class Diverged(Exception):
 
 
 # -- 1-2: identity, lock, and a record that may already exist -----------------------------------
-def run(cfg: DictConfig) -> dict[str, Any]:
-    """Train one cell and return its record (also written to disk); see the module docstring."""
+def run(cfg: DictConfig, stop_file: Path | None = None) -> dict[str, Any]:
+    """Train one cell and return its record (also written to disk); see the module docstring.
+
+    ``stop_file``: a file whose appearance stops the run like a signal (its sweep is stopping).
+    """
     ident = validation.validate(cfg)
     out = ident.directory(cfg.out_dir)
     rank, world, local_rank = distributed.init(str(cfg.device))
@@ -71,7 +74,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         reused = reusable_record(out, ident, cfg)
         if reused is not None:
             return reused
-        return _train_cell(cfg, ident, out, main, world, local_rank)
+        return _train_cell(cfg, ident, out, main, world, local_rank, stop_file)
 
 
 def reusable_record(out: Path, ident: identity.Identity, cfg: DictConfig) -> dict[str, Any] | None:
@@ -101,7 +104,7 @@ def reusable_record(out: Path, ident: identity.Identity, cfg: DictConfig) -> dic
 
 # -- 3: building the run -------------------------------------------------------------------------
 def _train_cell(cfg: DictConfig, ident: identity.Identity, out: Path, main: bool, world: int,
-                local_rank: int) -> dict[str, Any]:
+                local_rank: int, stop_file: Path | None) -> dict[str, Any]:
     ckpt_path = out / CHECKPOINT
     if main:
         checkpoints.remove_stale_temporaries(out)
@@ -181,8 +184,8 @@ def _train_cell(cfg: DictConfig, ident: identity.Identity, out: Path, main: bool
 
     # -- 4: training, and 5: the record ------------------------------------------------------------
     try:
-        with _checkpoint_on_signals() as signals:
-            train(spec, task, optimizers, state, progress, mirror, checkpointer, signals, device)
+        with _checkpoint_on_signals(StopRequest(stop_file)) as stop:
+            train(spec, task, optimizers, state, progress, mirror, checkpointer, stop, device)
         record.update(status="ok", reason=None, extra=task.finish())
     except (Interrupted, UserError):  # no record: resumable, or not a result at all
         progress.close()
@@ -227,7 +230,7 @@ def _train_cell(cfg: DictConfig, ident: identity.Identity, out: Path, main: bool
 # -- 4: the loop -------------------------------------------------------------------------------------
 def train(spec: TrainSpec, task: Task, optimizers: dict[str, torch.optim.Optimizer],
           state: TrainState, progress: Progress, mirror: WandbMirror | None,
-          checkpointer: Checkpointer, signals: dict[str, int], device: torch.device) -> None:
+          checkpointer: Checkpointer, stop: StopRequest, device: torch.device) -> None:
     stepper = OptimizerStepper(optimizers, spec.grad_clip)
     first = next(iter(optimizers.values()))
     while state.epoch < spec.epochs:
@@ -250,10 +253,10 @@ def train(spec: TrainSpec, task: Task, optimizers: dict[str, torch.optim.Optimiz
                                | {"lr": shown["lr"]}, step=state.it)
             else:
                 progress.update(1, None)
-            if signals:
+            if stop.requested():
                 checkpointer.save(state)
-                progress.line(f"signal {signals['signal']}: checkpoint written, exiting")
-                raise Interrupted(f"signal {signals['signal']}")
+                progress.line(f"{stop.reason}: checkpoint written, exiting")
+                raise Interrupted(stop.reason)
             checkpointer.maybe_save(spec, state)
 
         entry = {"epoch": state.epoch + 1, "step": state.it, "lr": first.param_groups[0]["lr"],
@@ -333,18 +336,33 @@ class Checkpointer:
         self.last = time.monotonic()
 
 
+class StopRequest:
+    """Why the run should stop at the next step boundary: a signal, or its sweep's stop file."""
+
+    def __init__(self, stop_file: Path | None = None) -> None:
+        self.reason: str | None = None
+        self.stop_file = stop_file
+        self.polled = time.monotonic()
+
+    def requested(self) -> bool:
+        if self.reason is None and self.stop_file is not None and time.monotonic() - self.polled > 1:
+            self.polled = time.monotonic()
+            if self.stop_file.exists():
+                self.reason = "the sweep is stopping"
+        return self.reason is not None
+
+
 @contextlib.contextmanager
-def _checkpoint_on_signals() -> Iterator[dict[str, int]]:
+def _checkpoint_on_signals(stop: StopRequest) -> Iterator[StopRequest]:
     """SIGTERM, SIGUSR1 (SLURM, before a time limit) and SIGINT ask for a checkpoint at the next
     step boundary; a second SIGINT stops at once (without a checkpoint)."""
-    received: dict[str, int] = {}
     wanted = [signal.SIGTERM, signal.SIGINT] + (
         [signal.SIGUSR1] if hasattr(signal, "SIGUSR1") else [])
 
     def handler(signum: int, _frame: Any) -> None:
-        if signum == signal.SIGINT and "signal" in received:
+        if signum == signal.SIGINT and stop.reason is not None:
             raise KeyboardInterrupt
-        received["signal"] = signum
+        stop.reason = f"signal {signum}"
 
     previous = {}
     try:
@@ -353,7 +371,7 @@ def _checkpoint_on_signals() -> Iterator[dict[str, int]]:
     except ValueError:  # not the main thread (e.g. some launchers): periodic checkpoints only
         pass
     try:
-        yield received
+        yield stop
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)

@@ -20,8 +20,15 @@ def _unpack_gz(raw: Path) -> None:
     for name in _FILES:
         gz = raw / f"{name}.gz"
         if gz.exists() and not (raw / name).exists():
-            with gzip.open(gz, "rb") as src, open(raw / name, "wb") as dst:
-                shutil.copyfileobj(src, dst)
+            partial = raw / f".{name}.partial"
+            try:
+                with gzip.open(gz, "rb") as src, open(partial, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+            except (OSError, EOFError) as err:
+                partial.unlink(missing_ok=True)
+                raise UserError(f"{gz} cannot be unpacked ({err}); delete it and put the "
+                                "original file there (make mnist) or download it again") from None
+            partial.replace(raw / name)
 
 
 def load_mnist(data_dir: Path, train: bool, download: bool,
@@ -49,9 +56,20 @@ def load_mnist(data_dir: Path, train: bool, download: bool,
         except (OSError, RuntimeError) as err:
             raise UserError(f"MNIST is not in {raw} and could not be downloaded ({err}); copy "
                             "the idx files there or run where the network is reachable") from None
-    x = read_image_file(str(images)).to(device=device, dtype=torch.float32).div_(255.0)
+    try:
+        x = read_image_file(str(images))
+        y = read_label_file(str(labels))
+    except (AssertionError, RuntimeError, ValueError, OSError) as err:  # torchvision asserts
+        raise UserError(f"{images.name} or {labels.name} in {raw} is not a valid MNIST idx file "
+                        f"({type(err).__name__}{': ' + str(err) if str(err) else ''}); delete "
+                        "both and put the original files there (make mnist) or download them "
+                        "again") from None
+    if len(x) != len(y):
+        raise UserError(f"{images.name} holds {len(x)} images but {labels.name} {len(y)} labels; "
+                        f"one of them is truncated: replace both in {raw}")
+    x = x.to(device=device, dtype=torch.float32).div_(255.0)
     x = x.sub_(MEAN).div_(STD).reshape(x.shape[0], -1)
-    return x, read_label_file(str(labels)).to(device)
+    return x, y.to(device)
 
 
 def synthetic_mnist(n: int, seed: int, device: torch.device, dims: int = 784,
