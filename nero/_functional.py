@@ -103,15 +103,16 @@ def project_(p: Tensor, mean: bool = True, norm: bool = True) -> Tensor:
     """Project every neuron of ``p`` in place: centre it (``mean``), then scale it to unit norm.
 
     1-D tensors are left alone. Two guards keep degenerate neurons finite, where the authors' code
-    produced NaN: a neuron with a single entry (fan-in 1) is not centred, since a zero-mean vector
-    of length one is zero and cannot have unit norm; a neuron whose (centred) norm is zero, e.g. an
-    all-equal row, is left at zero instead of being divided by zero. Such a zero neuron becomes a
-    proper unit vector at the first update that gives it a gradient.
+    produced NaN: with both constraints, a neuron with a single entry (fan-in 1) is not centred,
+    since a zero-mean vector of length one is zero and cannot have unit norm (with the mean
+    constraint alone it is centred to zero, as the authors' code does); a neuron whose (centred)
+    norm is zero, e.g. an all-equal row, is left at zero instead of being divided by zero. Such a
+    zero neuron becomes a proper unit vector at the first update that gives it a gradient.
     """
     if p.dim() <= 1 or p.numel() == 0:
         return p
     w = _work(p)
-    if mean and fan_in(p) > 1:
+    if mean and (fan_in(p) > 1 or not norm):
         w = w - neuron_mean(w)
     if norm:
         n = neuron_norm(w)
@@ -239,7 +240,7 @@ def nero_rows_update_(
         pp = (pf * pf).sum(1, keepdim=True)
         sp = pf.sum(1, keepdim=True)
         sq = pp - 2.0 * c * pg + c * c * gg0
-        if center and d > 1:
+        if center:  # the caller leaves fan-in-1 rows uncentred under the norm constraint
             mean = (sp - c * sg) / d
             e = -mean
             sq = sq - d * mean * mean

@@ -34,15 +34,17 @@ class LAMB(NeuronOptimizer):
     Fig. 2) every tensor with >= 2 dims is centred and normalised per neuron after each update,
     starting after the first (no projection at construction).
 
-    Note the default betas are the original class's (0.9, 0.999); the paper's experiments mostly
-    pass (0.0, 0.999), which the suite's configs set explicitly (see ``conf/optimizer/lamb.yaml``).
+    The default betas follow the authors' two classes: (0.9, 0.999) for ``Lamb`` and (0.0, 0.999)
+    for ``LambCS`` (``constraints=True``). The paper's experiments mostly pass (0.0, 0.999), which
+    the suite's configs set explicitly (see ``conf/optimizer/lamb.yaml``).
     Non-finite gradients follow the original: they reach the weights, and the training loss
     diverges visibly.
 
     Args:
         params: iterable of parameters or dicts defining parameter groups.
         lr: step size (original default 1e-3).
-        betas: coefficients of the running averages (original default (0.9, 0.999)).
+        betas: coefficients of the running averages; default (0.9, 0.999), the original ``Lamb``'s,
+            or (0.0, 0.999) with ``constraints``, the original ``LambCS``'s.
         eps: added to the denominator (original default 1e-6).
         weight_decay: decoupled into the update direction (original default 0; never used).
         constraints: project neurons after each step (``LambCS``).
@@ -60,7 +62,7 @@ class LAMB(NeuronOptimizer):
         self,
         params: Iterable[Tensor] | Iterable[dict[str, Any]],
         lr: float = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
+        betas: tuple[float, float] | None = None,
         eps: float = 1e-6,
         weight_decay: float = 0.0,
         constraints: bool = False,
@@ -70,6 +72,8 @@ class LAMB(NeuronOptimizer):
         foreach: bool | None = None,
         fused: bool | None = None,
     ) -> None:
+        if betas is None:
+            betas = (0.0, 0.999) if constraints else (0.9, 0.999)
         defaults = dict(
             lr=check_lr(lr),
             betas=(check_beta(betas[0], "beta1"), check_beta(betas[1], "beta2")),

@@ -56,7 +56,10 @@ class Nero(NeuronOptimizer):
 
     **Construction mutates the parameters**: with the constraints on, every tensor with >= 2 dims
     is projected to zero-mean, unit-norm neurons, replacing the scale and mean of its
-    initialisation, as in the paper's experiments.
+    initialisation, as in the paper's experiments. So build Nero after initialising the model,
+    or after loading pretrained weights to fine-tune. To resume a run exactly, build the model
+    and Nero first, then load both state dicts: built after loading, Nero would project the
+    loaded weights once more, which moves them by float32 rounding (up to ~4e-7).
 
     Deviations from the authors' code, none of which changes a result of theirs: a neuron whose
     gradient norm is non-finite is skipped for that step with a warning (their code would freeze it
@@ -278,7 +281,8 @@ class Nero(NeuronOptimizer):
             rows_v.append(state["v"].view(-1, 1))
             lr_scales.append(group["lr"] * state["scale"])
             corrections.append(1.0 - beta ** state["step"])
-            centers.append(group["mean_constraint"] and fan_in(p) > 1)
+            centers.append(group["mean_constraint"]
+                           and (fan_in(p) > 1 or not group["norm_constraint"]))
             normalizes.append(group["norm_constraint"])
         return _compiled_kernel()(
             rows_p, rows_g, rows_v, lr_scales, beta, corrections, tuple(centers), tuple(normalizes)

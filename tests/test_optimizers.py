@@ -475,6 +475,25 @@ def test_cpu_kernel_matches_plain_path(c1, c2):
                 assert mean.abs().max() < 1e-6 and (norm - 1).abs().max() < 1e-5
 
 
+@pytest.mark.parametrize("path", ["plain", "native", "compiled"])
+def test_fan_in_one_is_centred_to_zero_with_the_mean_constraint_alone(path, monkeypatch):
+    """As the authors' code: centring a one-entry neuron gives 0; only the norm constraint, which
+    would then divide by zero, keeps it uncentred."""
+    monkeypatch.setattr(nero_module, "_COMPILE_ON_CPU", path == "compiled")
+    if path == "compiled":
+        monkeypatch.setattr(nero_module._native, "load", lambda: None)
+    w = nn.Parameter(torch.randn(6, 1))
+    opt = Nero([w], lr=0.1, mean_constraint=True, norm_constraint=False, fused=path != "plain")
+    assert torch.equal(w.detach(), torch.zeros(6, 1))
+    for t in range(3):
+        w.grad = torch.randn(6, 1, generator=torch.Generator().manual_seed(t))
+        opt.step()
+        assert torch.equal(w.detach(), torch.zeros(6, 1))
+    both = nn.Parameter(torch.randn(6, 1))
+    Nero([both], lr=0.1)
+    assert torch.equal(both.detach().abs(), torch.ones(6, 1))  # normalised, not centred
+
+
 def test_cpu_kernel_edge_cases_match_plain_path():
     """Scalars, fan-in 1, zero and all-equal rows, unbalanced rows, foreign grad layouts, NaN."""
     torch.manual_seed(0)
@@ -660,3 +679,10 @@ def test_small_model_trains(make):
         opt.step()
         first = loss.item() if first is None else first
     assert loss.item() < 0.7 * first
+
+
+def test_lamb_default_betas_are_the_original_classes():
+    w = nn.Parameter(torch.randn(3, 4))
+    assert LAMB([w]).defaults["betas"] == (0.9, 0.999)  # Lamb
+    assert LAMB([w], constraints=True).defaults["betas"] == (0.0, 0.999)  # LambCS
+    assert LAMB([w], betas=(0.5, 0.9), constraints=True).defaults["betas"] == (0.5, 0.9)
