@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tasks import files
 from tasks.errors import UserError
 from tasks.runner import records
 from tests.conftest import (
@@ -63,7 +64,7 @@ def test_record_write_is_atomic(tmp_path, monkeypatch):
     def broken_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(os, "replace", broken_replace)
+    monkeypatch.setattr(files.os, "replace", broken_replace)
     with pytest.raises(UserError, match="cannot write .*record.json"):
         records.write(path, record)
     assert not path.exists()

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tasks import files
 from tasks.errors import UserError
 from tasks.runner import checkpoints, identity, locks, records, validation
 from tests.conftest import REPO, compose, first, run_cell, train_cli
@@ -256,7 +257,7 @@ def test_a_full_disk_is_one_line_and_the_last_good_checkpoint_stays(tmp_path, mo
                 raise OSError(errno.ENOSPC, "No space left on device")
         return real_replace(src, dst)
 
-    monkeypatch.setattr(checkpoints.os, "replace", replace)
+    monkeypatch.setattr(files.os, "replace", replace)
     with pytest.raises(UserError, match=r"cannot write .*checkpoint.pt: no space left on the device; "
                                         "the last good checkpoint"):
         run_cell(tmp_path, "task=mnist_mlp", "scale=smoke", "task.epochs=3")
@@ -271,7 +272,7 @@ def test_a_read_only_folder_is_one_line(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system")
 
-    monkeypatch.setattr(records, "write_atomic", refuse)
+    monkeypatch.setattr(records, "write_atomically", refuse)
     with pytest.raises(UserError, match="cannot write .*record.json: Read-only file system"):
         run_cell(tmp_path, "task=mnist_mlp", "scale=smoke", "task.epochs=1")
 

@@ -44,7 +44,7 @@ class Cifar10Classifier(Task):
         self.model = build(cfg.arch, cfg.classes, cfg.width).to(dev)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.pipeline = cfg.get("pipeline", "device")
+        self.pipeline = cfg.pipeline
         if self.pipeline == "torchvision" and not cfg.synthetic:
             dataset = torchvision_cifar10(ctx.data_dir, True, cfg.download,
                                           torchvision_train_transform())
@@ -93,7 +93,7 @@ class Cifar10Classifier(Task):
         n = len(self.test_x)
         correct, loss = self._score((self.test_x[i:i + 1000] for i in range(0, n, 1000)), self.test_y)
         out = {"top1_error": 100.0 * (1.0 - correct / n), "test_loss": loss / n}
-        if self.cfg.get("eval_train", False):
+        if self.cfg.eval_train:
             # The authors' second metric: accuracy and loss in eval mode on freshly augmented
             # training images. Its own generator keeps the training stream untouched.
             gen = torch.Generator().manual_seed(self.ctx.seed * 100_003 + epoch)

@@ -106,7 +106,7 @@ class ImageNetResNet50(Task):
         if self.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         per_rank = cfg.batch_size // world
-        group = cfg.get("bn_group")
+        group = cfg.bn_group
         self.model = distributed.wrap(GroupedBN(self.net, group if group and group < per_rank else None),
                                       ctx.device)
         self.bn_gains = [m.weight for m in self.net.modules() if isinstance(m, nn.BatchNorm2d)]

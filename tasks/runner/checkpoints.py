@@ -12,16 +12,15 @@ from __future__ import annotations
 import errno
 import hashlib
 import io
-import os
 import random
-import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 
 from tasks.errors import UserError
+from tasks.files import write_atomically
 
 MAGIC = b"nero-checkpoint 2 sha256="
 TEMP_PREFIX = ".ckpt.tmp"
@@ -68,24 +67,15 @@ def save(path: Path, payload: dict[str, Any]) -> None:
     torch.save(payload, buffer)
     body = buffer.getbuffer()
     header = MAGIC + hashlib.sha256(body).hexdigest().encode() + b"\n"
-    tmp = None
+
+    def write(f: BinaryIO) -> None:
+        f.write(header)
+        f.write(body)
+
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX)
-        with os.fdopen(fd, "wb") as f:
-            f.write(header)
-            f.write(body)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_atomically(path, write, prefix=TEMP_PREFIX)
     except OSError as err:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
         raise disk_error(path, err) from None
-    except BaseException:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def remove_stale_temporaries(folder: Path) -> None:

@@ -87,7 +87,7 @@ def compose(*overrides: str) -> DictConfig:
 
 def _share_cpus(cfg: DictConfig) -> None:
     """Under a local launcher running n cells at once, give each cell its share of the cores."""
-    if cfg.get("threads") or not _multirun():
+    if cfg.threads or not _multirun():
         return
     n_jobs = HydraConfig.get().launcher.get("n_jobs")
     if n_jobs:

@@ -13,10 +13,11 @@ import json
 import os
 import platform
 import subprocess
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+from tasks.files import write_atomically
 
 SCHEMA = 1
 RECORD = "record.json"
@@ -27,26 +28,12 @@ class Unreadable(Exception):
     """A record file that exists but is not a record (damaged, hand-edited, another format)."""
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write(path: Path, record: Mapping[str, Any]) -> None:
     if record.get("status") not in STATUSES:
         raise ValueError(f"record status must be one of {STATUSES}, got {record.get('status')!r}")
     text = json.dumps(record, indent=1, allow_nan=False, default=_jsonable) + "\n"
     try:
-        write_atomic(path, text)
+        write_atomically(path, lambda f: f.write(text.encode()))
     except OSError as err:
         from .checkpoints import disk_error
 

@@ -81,15 +81,15 @@ class WandbMirror:
             return
         mode = os.environ.get("WANDB_MODE")
         if mode is None:
-            mode = cfg.get("mode") or ("online" if wandb_credentials() else "offline")
+            mode = cfg["mode"] or ("online" if wandb_credentials() else "offline")
             if mode == "offline":
                 say(f"W&B: no credentials found, logging offline to {run_dir}/wandb "
                     "(upload later with `wandb sync`)")
         variant = f"/{ident.variant_name}" if ident.variant_name else ""
         try:
             self.run = wandb.init(
-                project=cfg.get("project") or "nero-repro",
-                entity=cfg.get("entity"),
+                project=cfg["project"] or "nero-repro",
+                entity=cfg["entity"],
                 id=run_id,
                 resume="allow" if run_id else None,
                 group=f"{ident.sweep}/{ident.scale}/{ident.task}{variant}",
@@ -103,7 +103,7 @@ class WandbMirror:
                 dir=str(run_dir),
                 mode=mode,
                 reinit="finish_previous",
-                settings=wandb.Settings(init_timeout=int(cfg.get("init_timeout", 60)),
+                settings=wandb.Settings(init_timeout=int(cfg["init_timeout"]),
                                         console="off", silent=True),
             )
             self.run_id = self.run.id

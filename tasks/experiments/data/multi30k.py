@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from tasks.errors import UserError
+from tasks.files import write_atomically
 
 SPECIALS = ["<unk>", "<blank>", "<s>", "</s>"]  # torchtext Field order: unk, pad, init, eos
 UNK, PAD, BOS, EOS = range(4)
@@ -95,10 +96,7 @@ def load_multi30k(root: Path, max_len: int, min_freq: int, source: str = "auto")
             raise UserError(f"Multi30k files not found in {folder} (task.source=local)")
         raw = _read_hub()
     data = build(raw, max_len, min_freq)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
-    torch.save(data, tmp)
-    tmp.replace(cache)
+    write_atomically(cache, lambda f: torch.save(data, f))
     return data
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from tasks.errors import UserError
+from tasks.files import write_atomically
 
 SPLITS = ("train", "valid", "test")
 
@@ -62,10 +63,7 @@ def load_wikitext2(root: Path, source: str = "auto") -> tuple[list[str], dict[st
     else:
         raise UserError(f"WikiText-2 files not found in {folder} (task.source={source})")
     vocab, ids = tokenise(splits)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
-    torch.save({"vocab": vocab, "ids": ids}, tmp)
-    tmp.replace(cache)
+    write_atomically(cache, lambda f: torch.save({"vocab": vocab, "ids": ids}, f))
     return vocab, ids
 
 
