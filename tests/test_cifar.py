@@ -103,7 +103,7 @@ def write_cifar(root, n_train=100, n_test=50, seed=0):
 def test_real_pickle_format_without_download(tmp_path, pipeline):
     write_cifar(tmp_path / "data")
     record = run_cell(tmp_path, "task=cifar10_resnet18", "task.width=0.125", "task.epochs=3",
-                      "task.batch_size=20", "task.download=false", "task.num_workers=0",
+                      "task.batch_size=20", "download=false", "task.num_workers=0",
                       "task.schedule.warmup_epochs=1", f"task.pipeline={pipeline}",
                       "task.eval_train=true", "optimizer.lr=0.05")
     assert record["status"] == "ok", record.get("reason")
@@ -120,7 +120,7 @@ def test_missing_cifar_is_a_clear_error(tmp_path):
     from tasks.errors import UserError
 
     with pytest.raises(UserError, match="CIFAR-10 not found"):
-        run_cell(tmp_path, "task=cifar10_vgg11", "task.download=false")
+        run_cell(tmp_path, "task=cifar10_vgg11", "download=false")
 
 
 @pytest.mark.parametrize("task", ["cifar10_vgg11", "cifar10_resnet18"])

@@ -34,7 +34,7 @@ def test_variant_names_every_computing_key_that_differs_from_the_defaults():
 def test_how_and_where_a_run_happens_is_not_part_of_it():
     base = ident("task=cifar10_vgg11")
     for extra in ("device=cpu", "threads=1", "data_dir=/elsewhere", "out_dir=/x", "logger=none",
-                  "progress=false", "task.num_workers=0", "task.download=false",
+                  "progress=false", "task.num_workers=0", "download=false",
                   "checkpoint.every_minutes=1", "log_every=7", "sweep=mine"):
         other = ident("task=cifar10_vgg11", extra)
         assert (other.fingerprint, other.variant) == (base.fingerprint, {}), extra

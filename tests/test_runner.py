@@ -211,9 +211,9 @@ def test_bad_input_is_one_clear_line(tmp_path, args, message):
 
 
 def test_missing_data_and_unwritable_output(tmp_path):
-    out = train_cli("task=mnist_mlp", "task.download=false", "logger=none",
+    out = train_cli("task=mnist_mlp", "download=false", "logger=none",
                     f"data_dir={tmp_path / 'empty'}", f"out_dir={tmp_path / 'o'}")
-    assert out.returncode == 2 and "MNIST not found" in out.stderr
+    assert out.returncode == 2 and "error: MNIST: not in" in out.stderr and "make data" in out.stderr
     assert "Traceback" not in out.stderr
     blocker = tmp_path / "file"
     blocker.write_text("")

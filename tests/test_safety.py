@@ -134,7 +134,7 @@ def test_damaged_mnist_files_are_one_line(tmp_path, damage):
         path = raw / "train-images-idx3-ubyte.gz"
         path.write_bytes(path.read_bytes()[:40])
     with pytest.raises(UserError, match="MNIST|cannot be unpacked"):
-        run_cell(tmp_path, "task=mnist_mlp", "task.download=false", "task.depth=2",
+        run_cell(tmp_path, "task=mnist_mlp", "download=false", "task.depth=2",
                  "task.width=8", "task.epochs=1")
     assert not any(tmp_path.rglob("record.json"))
 
@@ -201,15 +201,29 @@ def test_sigterm_stops_a_local_sweep_and_the_relaunch_resumes_it(tmp_path, jobs)
     assert not any(tmp_path.rglob("checkpoint.pt"))
 
 
-def test_a_sweep_reports_its_failed_cells_and_exits_non_zero(tmp_path):
+def test_a_sweep_with_a_bad_cell_is_refused_before_any_job(tmp_path):
     out = train_cli("-m", *SMOKE, f"out_dir={tmp_path}", "optimizer.lr=0.01,-1", "task.epochs=1",
                     "progress=false", timeout=300)
+    assert out.returncode == 2, out.stderr
+    assert "error: optimizer.lr=-1: optimizer.lr must be a finite number > 0, got -1" in out.stderr
+    assert "the sweep was not launched (2 cells)" in out.stderr
+    assert not any(tmp_path.rglob("record.json")) and not any(tmp_path.rglob("checkpoint.pt"))
+
+
+def test_a_sweep_reports_a_cell_that_fails_in_its_job_and_reruns_only_it(tmp_path):
+    bad = cell_dir(tmp_path, "task.epochs=1", "optimizer.lr=0.1")
+    bad.mkdir(parents=True)
+    (bad / "checkpoint.pt").write_bytes(b"garbage")  # a damaged checkpoint, found by the job
+    args = ("-m", *SMOKE, f"out_dir={tmp_path}", "optimizer.lr=0.01,0.1", "task.epochs=1",
+            "progress=false")
+    out = train_cli(*args, timeout=300)
     assert out.returncode == 1, out.stderr
     assert "sweep: 2 cells: 1 error, 1 ok" in out.stderr
-    assert "error: optimizer.lr=-1: optimizer.lr must be a finite number > 0" in out.stderr
-    again = train_cli("-m", *SMOKE, f"out_dir={tmp_path}", "optimizer.lr=0.01,-1",
-                      "task.epochs=1", "progress=false", timeout=300)
-    assert again.returncode == 1 and again.stdout.count("skipping") == 1  # only the bad cell ran
+    assert "  error: optimizer.lr=0.1: checkpoint" in out.stderr and "is corrupt" in out.stderr
+    (bad / "checkpoint.pt").unlink()
+    again = train_cli(*args, timeout=300)
+    assert again.returncode == 0 and again.stdout.count("skipping") == 1  # only that cell ran
+    assert len(list(records.find(tmp_path))) == 2
 
 
 # -- 5. unreadable records -------------------------------------------------------------------------

@@ -65,11 +65,11 @@ def test_wikitext_vocabulary_and_cache(tmp_path):
     folder.mkdir()
     for split, text in (("train", " x y \n\n y z \n"), ("valid", " z x \n"), ("test", " w \n")):
         (folder / f"{split}.txt").write_text(text)
-    vocab, ids = load_wikitext2(tmp_path, "local")
+    vocab, ids = load_wikitext2(tmp_path)
     assert vocab == ["x", "y", "<eos>", "z", "w"]
     for split in ("train", "valid", "test"):
         (folder / f"{split}.txt").unlink()  # a second load must not re-read the text
-    again, ids2 = load_wikitext2(tmp_path, "local")
+    again, ids2 = load_wikitext2(tmp_path)
     assert again == vocab and torch.equal(ids2["train"], ids["train"])
 
 
@@ -130,10 +130,10 @@ def test_smoke_trains(smoke, task):
 def test_missing_text_data_is_a_clear_error(tmp_path):
     from tasks.errors import UserError
 
-    with pytest.raises(UserError, match="WikiText-2 files not found"):
-        load_wikitext2(tmp_path, "local")
-    with pytest.raises(UserError, match="Multi30k files not found"):
-        m30k.load_multi30k(tmp_path, 100, 3, "local")
+    with pytest.raises(UserError, match="WikiText-2 is not in"):
+        load_wikitext2(tmp_path)
+    with pytest.raises(UserError, match="Multi30k is not in"):
+        m30k.load_multi30k(tmp_path, 100, 3)
 
 
 def test_multi30k_counts_words_after_lowercasing():

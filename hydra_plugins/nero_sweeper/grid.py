@@ -92,6 +92,12 @@ def _summary(ret: JobReturn) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def cell_labels(jobs: list[list[str]]) -> list[str]:
+    """Each job's overrides that not every job shares: what tells the cells apart."""
+    shared = set.intersection(*(set(j) for j in jobs)) if len(jobs) > 1 else set()
+    return [" ".join(o for o in job if o not in shared) or " ".join(job) for job in jobs]
+
+
 class GridSweeper(Sweeper):
     def __init__(self, grid: dict[str, str], cells: list[list[str]], seeds: list[int],
                  lr_key: str, seed_key: str) -> None:
@@ -126,6 +132,22 @@ class GridSweeper(Sweeper):
                 jobs[tuple(fixed + job)] = None
         return [list(job) for job in jobs]
 
+    def _preflight(self, jobs: list[list[str]]) -> None:
+        """Every cell's config and the data its task needs, checked before any job is queued
+        (stage 2 repeats stage-1 cells with other seeds: nothing new to check)."""
+        from tasks.errors import UserError, report
+        from tasks.runner import preflight
+
+        loader = self.hydra_context.config_loader
+        try:
+            preflight.require((loader.load_sweep_config(self.config, job) for job in jobs),
+                              cell_labels(jobs))
+        except UserError as err:
+            print(report(err), file=sys.stderr, flush=True)
+            print(f"the sweep was not launched ({len(jobs)} cells); fix the above and run it again",
+                  file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
+
     def _launch(self, jobs: list[list[str]], first_index: int) -> list[dict[str, Any] | None]:
         if not jobs or self.stopping:
             return [{"status": "interrupted", "reason": "the sweep was stopped"} for _ in jobs]
@@ -150,6 +172,7 @@ class GridSweeper(Sweeper):
         os.environ[SWEEP_PID] = str(os.getpid())
         try:
             stage1 = self._expand(arguments)
+            self._preflight(stage1)
             log.info(f"stage 1: {len(stage1)} cells")
             results = self._launch(stage1, 0)
             jobs = list(stage1)
@@ -181,12 +204,11 @@ class GridSweeper(Sweeper):
             counts[r["status"]] = counts.get(r["status"], 0) + 1
         tally = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
         print(f"sweep: {len(jobs)} cells: {tally}", file=sys.stderr, flush=True)
-        bad = [(job, r) for job, r in zip(jobs, results) if r["status"] not in FINISHED]
-        shared = set.intersection(*(set(j) for j in jobs)) if len(jobs) > 1 else set()
-        for job, r in bad:
+        bad = [(label, r) for label, r in zip(cell_labels(jobs), results)
+               if r["status"] not in FINISHED]
+        for label, r in bad:
             if r["status"] != "interrupted":
-                cell = " ".join(o for o in job if o not in shared) or " ".join(job)
-                print(f"  {r['status']}: {cell}: {r.get('reason')}", file=sys.stderr)
+                print(f"  {r['status']}: {label}: {r.get('reason')}", file=sys.stderr)
         if self.stopping or counts.get("interrupted"):
             print("the sweep was interrupted; run the same command again to resume it",
                   file=sys.stderr, flush=True)

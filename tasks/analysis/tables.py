@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PAPER_DIR = Path(__file__).resolve().parents[2] / "results" / "paper"
+PAPER_DIR = Path(__file__).resolve().parents[2] / "results" / "published"
 TABLE1_OPTIMIZERS = ("nero", "sgd", "adam", "lamb")
 OPT_LABELS = {"nero": "Nero", "sgd": "SGD", "adam": "Adam", "lamb": "LAMB"}
 
@@ -311,7 +311,7 @@ def performance_profile(t: Table, taus: list[float]) -> dict[str, list[float]]:
     """Fraction of tasks on which each optimiser is within a factor tau of the best optimiser.
 
     Beyond the paper (in the spirit of AlgoPerf's profiles). Each task's value is turned into a
-    distance from the perfect score (``perfect`` in results/paper/tasks.csv: 0 for errors and
+    distance from the perfect score (``perfect`` in results/published/tasks.csv: 0 for errors and
     FID, 1 for perplexity, 21 for Pong), so that ratios are meaningful for every metric; a
     missing, failed or diverged cell is never within any factor.
     """

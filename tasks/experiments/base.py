@@ -91,6 +91,10 @@ class TaskConfig:
     grad_clip: Optional[float] = None  # noqa: UP045 - null: none
     checkpoint_every_epochs: Optional[int] = None  # noqa: UP045 - null: the run's checkpoint.every_epochs
 
+    def needs(self) -> tuple[str, ...]:
+        """The data items (tasks/experiments/data/prepare.py) this config reads from data_dir."""
+        return ()
+
     def __post_init__(self) -> None:
         positive(self, "epochs", "eval_every")
         positive(self, "checkpoint_every_epochs", allow_none=True)
@@ -106,6 +110,7 @@ class RunContext:
     data_dir: Path
     run_dir: Path
     seed: int
+    download: bool = False  # may a loader fetch missing data (the run's ``download`` key)
     # Mirrors an image file (e.g. a sample grid) to the experiment tracker, when there is one.
     log_image: Callable[[str, Path], None] | None = None
 

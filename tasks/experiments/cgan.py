@@ -46,8 +46,8 @@ class Cifar10CGAN(Task):
             self.train_x, self.train_y = synthetic_cifar(cfg.n_train, ctx.seed, dev)
             self.test_x, self.test_y = synthetic_cifar(cfg.n_train, ctx.seed + 1, dev)
         else:
-            self.train_x, self.train_y = load_cifar10(ctx.data_dir, True, cfg.download, dev)
-            self.test_x, self.test_y = load_cifar10(ctx.data_dir, False, cfg.download, dev)
+            self.train_x, self.train_y = load_cifar10(ctx.data_dir, True, ctx.download, dev)
+            self.test_x, self.test_y = load_cifar10(ctx.data_dir, False, ctx.download, dev)
         self.G = Generator(cfg.nf, cfg.z_dim, cfg.embed_classes).to(dev)
         self.D = Discriminator(cfg.nf, cfg.embed_classes).to(dev)
         self.train = TensorBatches(self.train_x, self.train_y, batch_size=cfg.batch_size,
@@ -87,7 +87,10 @@ class Cifar10CGAN(Task):
     def _net(self) -> nn.Module:
         if self._extractor is None:
             f = self.cfg.fid
-            self._extractor = fid.extractor(f.extractor, f.inception_path, self.ctx.device)
+            from .data.prepare import Inception
+
+            path = f.inception_path or Inception.path(self.ctx.data_dir)
+            self._extractor = fid.extractor(f.extractor, path, self.ctx.device, self.ctx.download)
         return self._extractor
 
     def _uint8_batches(self, images: torch.Tensor, flip: bool) -> Iterator[torch.Tensor]:

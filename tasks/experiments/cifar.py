@@ -37,8 +37,8 @@ class Cifar10Classifier(Task):
             self.train_x, self.train_y = synthetic_cifar(cfg.n_train, ctx.seed, dev, cfg.image_size)
             test_x, self.test_y = synthetic_cifar(cfg.n_test, ctx.seed + 1, dev, cfg.image_size)
         else:
-            self.train_x, self.train_y = load_cifar10(ctx.data_dir, True, cfg.download, dev)
-            test_x, self.test_y = load_cifar10(ctx.data_dir, False, cfg.download, dev)
+            self.train_x, self.train_y = load_cifar10(ctx.data_dir, True, ctx.download, dev)
+            test_x, self.test_y = load_cifar10(ctx.data_dir, False, ctx.download, dev)
         self.test_x = normalise(test_x)
         self.channels_last = bool(cfg.channels_last) and dev.type == "cuda"
         self.model = build(cfg.arch, cfg.classes, cfg.width).to(dev)
@@ -46,7 +46,7 @@ class Cifar10Classifier(Task):
             self.model = self.model.to(memory_format=torch.channels_last)
         self.pipeline = cfg.pipeline
         if self.pipeline == "torchvision" and not cfg.synthetic:
-            dataset = torchvision_cifar10(ctx.data_dir, True, cfg.download,
+            dataset = torchvision_cifar10(ctx.data_dir, True, ctx.download,
                                           torchvision_train_transform())
             self.sampler = ResumableBatchSampler(len(dataset), cfg.batch_size, ctx.seed)
             workers = int(cfg.num_workers)

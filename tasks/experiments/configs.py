@@ -11,7 +11,7 @@ nothing heavy, so configs can be checked without loading a task's dependencies.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import ClassVar, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -41,17 +41,21 @@ class _Synthetic:
 
     synthetic: bool = MISSING
     n_train: Optional[int] = None  # noqa: UP045 - synthetic sizes (smoke scale only)
+    real_data: ClassVar[tuple[str, ...]] = ()  # what the real data needs
+
+    def needs(self) -> tuple[str, ...]:
+        return () if self.synthetic else self.real_data
 
     def _check_sizes(self) -> None:
         positive(self, "n_train", allow_none=True)
 
 
 @dataclass
-class MnistMLPConfig(TaskConfig, _Synthetic):
+class MnistMLPConfig(_Synthetic, TaskConfig):
+    real_data: ClassVar[tuple[str, ...]] = ("mnist",)
     depth: int = MISSING
     width: int = MISSING
     batch_size: int = MISSING
-    download: bool = MISSING
     n_test: Optional[int] = None  # noqa: UP045
 
     def __post_init__(self) -> None:
@@ -71,14 +75,14 @@ class MnistCWNConfig(MnistMLPConfig):
 
 
 @dataclass
-class CifarConfig(TaskConfig, _Synthetic):
+class CifarConfig(_Synthetic, TaskConfig):
+    real_data: ClassVar[tuple[str, ...]] = ("cifar10",)
     arch: str = MISSING
     classes: int = MISSING
     batch_size: int = MISSING
     eval_train: bool = MISSING
     augment: bool = MISSING
     pipeline: str = MISSING
-    download: bool = MISSING
     num_workers: int = MISSING
     channels_last: bool = MISSING
     width: float = MISSING
@@ -117,12 +121,12 @@ class FidConfig:
 
 
 @dataclass
-class CganConfig(TaskConfig, _Synthetic):
+class CganConfig(_Synthetic, TaskConfig):
+    real_data: ClassVar[tuple[str, ...]] = ("cifar10",)
     nf: int = MISSING
     z_dim: int = MISSING
     embed_classes: int = MISSING
     batch_size: int = MISSING
-    download: bool = MISSING
     num_workers: int = MISSING
     image_size: int = MISSING
     fid: FidConfig = MISSING
@@ -131,25 +135,32 @@ class CganConfig(TaskConfig, _Synthetic):
         super().__post_init__()
         self._check_sizes()
         positive(self, "nf", "z_dim", "embed_classes", "batch_size", "image_size")
+
+    def needs(self) -> tuple[str, ...]:
+        own_weights = self.fid.extractor == "inception" and not self.fid.inception_path
+        return super().needs() + (("inception",) if own_weights else ())
         require(self.z_dim % 4 == 0, f"task.z_dim must split into 4 chunks, got {self.z_dim}")
         at_least(self, "num_workers", 0)
 
 
 @dataclass
 class _Text:
-    source: str = MISSING  # auto: local files in data_dir, else Hugging Face datasets
     synthetic: bool = MISSING
     dropout: float = MISSING
     batch_size: int = MISSING
+    real_data: ClassVar[tuple[str, ...]] = ()
+
+    def needs(self) -> tuple[str, ...]:
+        return () if self.synthetic else self.real_data
 
     def _check_text(self) -> None:
-        one_of(self, "source", ("auto", "local", "hub"))
         probability(self, "dropout")
         positive(self, "batch_size")
 
 
 @dataclass
-class Wikitext2Config(TaskConfig, _Text):
+class Wikitext2Config(_Text, TaskConfig):
+    real_data: ClassVar[tuple[str, ...]] = ("wikitext2",)
     emsize: int = MISSING
     nhead: int = MISSING
     nhid: int = MISSING
@@ -168,7 +179,8 @@ class Wikitext2Config(TaskConfig, _Text):
 
 
 @dataclass
-class Multi30kConfig(TaskConfig, _Text):
+class Multi30kConfig(_Text, TaskConfig):
+    real_data: ClassVar[tuple[str, ...]] = ("multi30k",)
     d_model: int = MISSING
     d_inner: int = MISSING
     n_layers: int = MISSING
@@ -211,6 +223,9 @@ class PongConfig(TaskConfig):
     eval_episodes: int = MISSING
     eval_max_steps: int = MISSING
 
+    def needs(self) -> tuple[str, ...]:
+        return ("pong",)
+
     def __post_init__(self) -> None:
         super().__post_init__()
         positive(self, "num_envs", "num_steps", "update_epochs", "num_minibatches", "clip_coef",
@@ -228,7 +243,8 @@ class PongConfig(TaskConfig):
 
 
 @dataclass
-class ImageNetConfig(TaskConfig, _Synthetic):
+class ImageNetConfig(_Synthetic, TaskConfig):
+    real_data: ClassVar[tuple[str, ...]] = ("imagenet",)
     arch: str = MISSING
     batch_size: int = MISSING
     train_images: int = MISSING

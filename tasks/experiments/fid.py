@@ -25,9 +25,6 @@ from torch import nn
 
 from tasks.errors import UserError
 
-FID_WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/"
-                   "fid_weights/pt_inception-2015-12-05-6726825d.pth")
-
 
 # -- the distance ------------------------------------------------------------------------------------
 def statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -100,20 +97,24 @@ class FIDInception(nn.Module):
             nn.AdaptiveAvgPool2d(1),
         )
 
-    def load(self, path: str | None) -> FIDInception:
-        if path:
-            if not Path(path).exists():
-                raise UserError(f"FID Inception weights not found at {path} (task.fid.inception_path)")
+    def load(self, path: str | Path, download: bool = False) -> FIDInception:
+        """Weights from ``path`` (``task.fid.inception_path``, else ``<data_dir>/fid/...``, where
+        ``make data`` puts them); only with ``download`` from the release, into that path."""
+        path = Path(path)
+        if not path.exists() and download:
+            from .data.prepare import Inception
+
+            Inception.download_to(path)
+        if not path.exists():
+            raise UserError(
+                f"FID needs the Inception weights ({path.name}) at {path}: run `make data "
+                "TASKS=cifar10_cgan` where the network is, set task.fid.inception_path to a "
+                "copy, or add download=true")
+        try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        else:
-            try:
-                state = torch.hub.load_state_dict_from_url(FID_WEIGHTS_URL, progress=False)
-            except Exception as err:
-                raise UserError(
-                    "FID needs the Inception weights pt_inception-2015-12-05-6726825d.pth: "
-                    "set task.fid.inception_path to a local copy, or run online so that they "
-                    f"download into the torch hub cache ({type(err).__name__})"
-                ) from None
+        except Exception as err:
+            raise UserError(f"{path} is not a readable weights file ({type(err).__name__}); "
+                            "delete it and fetch it again (make data TASKS=cifar10_cgan)") from None
         self.net.load_state_dict(state)
         return self.eval()
 
@@ -143,9 +144,10 @@ class RandomFeatures(nn.Module):
         return self.convs(images_uint8.float() / 127.5 - 1).flatten(1)
 
 
-def extractor(kind: str, inception_path: str | None, device: torch.device) -> nn.Module:
+def extractor(kind: str, inception_path: str | Path, device: torch.device,
+              download: bool = False) -> nn.Module:
     if kind == "inception":
-        return FIDInception().load(inception_path).to(device)
+        return FIDInception().load(inception_path, download).to(device)
     if kind == "random":
         return RandomFeatures().to(device)
     raise UserError(f"unknown FID feature extractor {kind!r}: inception or random")

@@ -30,8 +30,8 @@ class _MnistTask(Task):
             self.train_x, self.train_y = synthetic_mnist(cfg.n_train, ctx.seed, ctx.device)
             self.test_x, self.test_y = synthetic_mnist(cfg.n_test, ctx.seed + 10_000, ctx.device)
         else:
-            self.train_x, self.train_y = load_mnist(ctx.data_dir, True, cfg.download, ctx.device)
-            self.test_x, self.test_y = load_mnist(ctx.data_dir, False, cfg.download, ctx.device)
+            self.train_x, self.train_y = load_mnist(ctx.data_dir, True, ctx.download, ctx.device)
+            self.test_x, self.test_y = load_mnist(ctx.data_dir, False, ctx.download, ctx.device)
         self.train = TensorBatches(self.train_x, self.train_y, batch_size=cfg.batch_size,
                                    seed=ctx.seed)
         self.model = self.build_model().to(ctx.device)

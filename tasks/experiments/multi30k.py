@@ -33,7 +33,7 @@ class Multi30kTranslation(Task):
             root = ctx.run_dir / "synthetic"
             if not (root / "multi30k" / "train.de").exists():
                 write_synthetic(root / "multi30k", cfg.synthetic_pairs, seed=0)
-        data = load_multi30k(root, cfg.max_len, cfg.min_freq, cfg.source)
+        data = load_multi30k(root, cfg.max_len, cfg.min_freq, ctx.download)
         self.vocab = data["vocab"]
         self.train_pairs = data["pairs"]["train"]
         self.val_pairs = data["pairs"]["val"]

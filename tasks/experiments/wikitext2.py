@@ -30,7 +30,7 @@ class Wikitext2LM(Task):
             root = ctx.run_dir / "synthetic"
             if not (root / "wikitext-2" / "tokens.pt").exists():
                 write_synthetic(root / "wikitext-2", cfg.synthetic_tokens, seed=0)
-        self.vocab, ids = load_wikitext2(root, cfg.source)
+        self.vocab, ids = load_wikitext2(root, ctx.download)
         dev = ctx.device
         self.train = batchify(ids["train"], cfg.batch_size).to(dev)
         self.valid = batchify(ids["valid"], cfg.eval_batch_size).to(dev)

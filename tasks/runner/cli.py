@@ -18,9 +18,9 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from tasks.errors import UserError
+from tasks.errors import UserError, report
 
-from . import identity, validation  # validation registers the config schemas with Hydra
+from . import identity, preflight  # preflight imports validation, which registers the schemas
 
 
 def local_jobs() -> int:
@@ -56,7 +56,7 @@ class Preflight(Callback):
     """Checks made before Hydra creates any folder: one line and exit status 2 when one fails."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._check(lambda: validation.validate(config), lambda: config.hydra.run.dir)
+        self._check(lambda: preflight.require([config]), lambda: config.hydra.run.dir)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         # Each cell's own values are checked by its job; here what every cell shares.
@@ -71,7 +71,7 @@ class Preflight(Callback):
             validate()
             check_writable(Path(directory()))
         except UserError as err:
-            print(f"error: {err}", file=sys.stderr, flush=True)
+            print(report(err), file=sys.stderr, flush=True)
             sys.exit(2)
 
 
@@ -129,7 +129,7 @@ def _job(cfg: DictConfig) -> dict[str, Any] | None:
     try:
         record = run(cfg, stop_file=stop_file)
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
+        print(report(err), file=sys.stderr, flush=True)
         if multirun:
             return {"status": "error", "reason": str(err)}
         sys.exit(2)

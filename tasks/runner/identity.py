@@ -37,9 +37,9 @@ from .optimizers import check_lr
 
 # Top-level keys, and keys under task, that do not change what a run computes.
 NOT_COMPUTING = frozenset({
-    "logger", "device", "data_dir", "out_dir", "checkpoint", "progress", "threads", "force",
+    "logger", "device", "data_dir", "download", "out_dir", "checkpoint", "progress", "threads", "force",
     "hydra", "run_dir", "log_every", "check_every", "sweep", "wait",
-    "task.num_workers", "task.download", "task.source", "task.fid.inception_path",
+    "task.num_workers", "task.fid.inception_path",
     "task.checkpoint_every_epochs",
 })
 # Computing keys that the identity names in its own folders, never in the variant.

@@ -117,8 +117,12 @@ def _train_cell(cfg: DictConfig, ident: identity.Identity, out: Path, main: bool
         torch.set_num_threads(int(cfg.threads))
     seed_everything(ident.seed, device, cfg.deterministic)
 
+    if not cfg.download:  # a missing file fails now, never after a network timeout
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     task: Task = get_task(ident.task)(cfg.task, RunContext(
-        device=device, data_dir=Path(str(cfg.data_dir)), run_dir=out, seed=ident.seed))
+        device=device, data_dir=Path(str(cfg.data_dir)), run_dir=out, seed=ident.seed,
+        download=bool(cfg.download)))
     modules = task.modules()
     optimizers = {role: build_optimizer(task.param_groups(role), cfg.optimizer, role)
                   for role in modules}

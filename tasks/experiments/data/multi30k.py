@@ -1,7 +1,7 @@
 """Multi30k German -> English (the data behind the paper's "WMT16" row, gap 23), as E6 prepared it.
 
 Sources, in order: ``<data_dir>/multi30k/{train,val}.{de,en}`` (the corpus's raw text files, one
-sentence per line), else Hugging Face ``datasets`` (``bentrevett/multi30k``) when online.
+sentence per line), else Hugging Face ``datasets`` (``bentrevett/multi30k``) when downloads are allowed.
 Tokenisation with spaCy's rule-based German and English tokenizers (blank pipelines, no model
 download), lower-cased; pairs with a side longer than ``max_len`` tokens are dropped; one shared
 vocabulary: the target (English) vocabulary of the training split with min frequency 3, then the
@@ -85,15 +85,19 @@ def build(raw: dict[str, tuple[list[str], list[str]]], max_len: int, min_freq: i
             "references": [" ".join(t) for _, t in pairs["val"]]}
 
 
-def load_multi30k(root: Path, max_len: int, min_freq: int, source: str = "auto") -> dict[str, Any]:
+def load_multi30k(root: Path, max_len: int, min_freq: int, download: bool = False) -> dict[str, Any]:
+    """The tokenised corpus from its cache, else the local files, else (with ``download``) the
+    Hugging Face hub."""
     folder = root / "multi30k"
     cache = folder / f"tokens-{max_len}-{min_freq}.pt"
     if cache.exists():
         return torch.load(cache, weights_only=True)
-    raw = _read_local(folder) if source in ("auto", "local") else None
+    raw = _read_local(folder)
     if raw is None:
-        if source == "local":
-            raise UserError(f"Multi30k files not found in {folder} (task.source=local)")
+        if not download:
+            raise UserError(f"Multi30k is not in {folder}: run `make data TASKS=multi30k_transformer` "
+                            "where the network is (or put train.de, train.en, val.de and val.en "
+                            "there), or add download=true to fetch it in this run")
         raw = _read_hub()
     data = build(raw, max_len, min_freq)
     write_atomically(cache, lambda f: torch.save(data, f))

@@ -2,7 +2,7 @@
 
 Sources, in order: ``<data_dir>/wikitext-2/{train,valid,test}.txt`` (the example's files, the
 tokenised ``wikitext-2-v1`` with ``<unk>``), else Hugging Face ``datasets`` (``wikitext``,
-``wikitext-2-v1``) when online. Each line is split on whitespace and ends with ``<eos>``; the
+``wikitext-2-v1``) when downloads are allowed. Each line is split on whitespace and ends with ``<eos>``; the
 vocabulary is built over train, then valid, then test, in order of first appearance (E5):
 33 278 tokens. The ids are cached in ``<data_dir>/wikitext-2/tokens.pt``.
 """
@@ -48,20 +48,23 @@ def _from_hub() -> dict[str, list[str]]:
     return {split: ds[names[split]]["text"] for split in SPLITS}
 
 
-def load_wikitext2(root: Path, source: str = "auto") -> tuple[list[str], dict[str, torch.Tensor]]:
-    """(vocabulary, {split: token ids}) from the cache, the local files or the hub."""
+def load_wikitext2(root: Path, download: bool = False) -> tuple[list[str], dict[str, torch.Tensor]]:
+    """(vocabulary, {split: token ids}) from the cache, else the local files, else (with
+    ``download``) the Hugging Face hub."""
     folder = root / "wikitext-2"
     cache = folder / "tokens.pt"
     if cache.exists():
         data = torch.load(cache, weights_only=True)
         return data["vocab"], data["ids"]
     files = {s: folder / f"{s}.txt" for s in SPLITS}
-    if all(f.exists() for f in files.values()) and source in ("auto", "local"):
+    if all(f.exists() for f in files.values()):
         splits = {s: files[s].read_text(encoding="utf-8").splitlines() for s in SPLITS}
-    elif source in ("auto", "hub"):
+    elif download:
         splits = _from_hub()
     else:
-        raise UserError(f"WikiText-2 files not found in {folder} (task.source={source})")
+        raise UserError(f"WikiText-2 is not in {folder}: run `make data TASKS=wikitext2_transformer` "
+                        "where the network is (or put train.txt, valid.txt and test.txt there), "
+                        "or add download=true to fetch it in this run")
     vocab, ids = tokenise(splits)
     write_atomically(cache, lambda f: torch.save({"vocab": vocab, "ids": ids}, f))
     return vocab, ids

