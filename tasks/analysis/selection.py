@@ -1,0 +1,163 @@
+"""The paper's protocol over records: which runs form a cell, its best lr, its mean and spread.
+
+Records are grouped into *configurations*: runs of one sweep, scale, task and optimiser whose
+computing settings agree once lr and seed are set aside (their cell fingerprint). Two
+configurations are never mixed: a folder holding records of two variants (sigma 1 and 100, or
+the same variant before and after the defaults changed) gives two configurations, and a table
+that asks for one of them names which it used.
+
+Within a configuration (docs/experiments.md, "Protocol"): the best lr is the one whose seed-0 run
+has the best final metric (where seed 0 is missing, the mean over the seeds there); the reported
+number is the mean and population standard deviation (ddof 0, as Table 1) of the final metric
+over the seeds at that lr. Diverged and failed runs never win an lr; a cell whose runs all
+diverged or failed, or that has no runs, is shown as such.
+
+Records written before variants existed carry no ``variant``: it is derived by comparing their
+stored config with the current defaults of their task, optimiser and scale (a record with no
+stored config counts as the default variant).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tasks.runner import identity
+
+Record = dict[str, Any]
+
+
+def variant(r: Mapping[str, Any]) -> dict[str, Any]:
+    for key in ("_variant", "variant"):
+        if key in r:
+            return dict(r[key])
+    config = r.get("config")
+    if config is None:
+        return {}
+    try:
+        defaults = identity.defaults_for(str(r["task"]), str(r["optimizer"]), str(r["scale"]))
+    except Exception:  # an optimiser config that no longer exists: never the default variant
+        return {"config": identity.cell_fingerprint(config)}
+    return identity.variant_of(identity.computing(config), defaults)
+
+
+def cell_key(r: Mapping[str, Any]) -> str:
+    config = r.get("config")
+    return identity.cell_fingerprint(config) if config is not None else ""
+
+
+def usable(r: Mapping[str, Any]) -> bool:
+    return r.get("status") == "ok" and r.get("final") is not None and math.isfinite(r["final"])
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and population standard deviation (ddof 0), as the paper's Table 1."""
+    m = sum(values) / len(values)
+    return m, math.sqrt(sum((v - m) ** 2 for v in values) / len(values))
+
+
+@dataclass
+class Cell:
+    """One configuration at its best lr: what a table entry or a figure curve shows."""
+
+    task: str
+    optimizer: str
+    status: str  # ok | partial | diverged | failed | missing
+    lr: float | None = None
+    mean: float | None = None
+    std: float | None = None
+    seeds: list[int] = field(default_factory=list)
+    n_runs: int = 0  # runs at the chosen lr, whatever their status
+    lr_values: dict[float, float] = field(default_factory=dict)  # lr -> selection score
+    records: list[Record] = field(default_factory=list)  # the runs at the chosen lr
+    variant: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.mean is not None
+
+
+def cell(task: str, optimizer: str, runs: list[Record], goal: str) -> Cell:
+    """Best lr and mean ± std for one configuration from all its runs (any lr, any seed)."""
+    if not runs:
+        return Cell(task, optimizer, "missing")
+    by_lr: dict[float, list[Record]] = defaultdict(list)
+    for r in runs:
+        by_lr[float(r["lr"])].append(r)
+    scores: dict[float, float] = {}
+    for lr, rs in by_lr.items():
+        good = [r for r in rs if usable(r)]
+        seed0 = [r for r in good if int(r["seed"]) == 0]
+        pick = seed0 or good
+        if pick:
+            scores[lr] = sum(r["final"] for r in pick) / len(pick)
+    the_variant = variant(runs[0])
+    if not scores:
+        statuses = {r.get("status") for r in runs}
+        status = "diverged" if "diverged" in statuses else "failed"
+        return Cell(task, optimizer, status, n_runs=len(runs), variant=the_variant)
+    sign = 1.0 if goal == "min" else -1.0
+    best_lr = min(sorted(scores), key=lambda lr: sign * scores[lr])  # ties: the smaller lr
+    at_best = sorted(by_lr[best_lr], key=lambda r: int(r["seed"]))
+    good = [r for r in at_best if usable(r)]
+    m, s = mean_std([r["final"] for r in good])
+    status = "ok" if len(good) == len(at_best) else "partial"
+    return Cell(task, optimizer, status, best_lr, m, s, [int(r["seed"]) for r in good],
+                len(at_best), scores, at_best, the_variant)
+
+
+@dataclass
+class Records:
+    """The records of one results folder, indexed by configuration."""
+
+    all: list[Record]
+    notes: list[str] = field(default_factory=list)  # what a selection had to decide, said once
+
+    def __post_init__(self) -> None:
+        # one record per run: a later record of the same identity and configuration wins
+        latest: dict[tuple, Record] = {}
+        for r in self.all:
+            r = dict(r, _variant=variant(r), _cell=cell_key(r))
+            key = (r.get("sweep"), r.get("scale"), r["task"], r["optimizer"],
+                   json.dumps(r["_variant"], sort_keys=True), r["_cell"], float(r["lr"]),
+                   int(r["seed"]))
+            latest[key] = r
+        self.all = list(latest.values())
+
+    def runs(self, *, sweeps: Iterable[str], task: str, optimizer: str,
+             variant: Mapping[str, Any] | None = None) -> list[Record]:
+        """All runs of one configuration: the given sweeps, task and optimiser, and variant
+        (default: the paper's default settings). Where several configurations match (the
+        defaults changed between runs), the one with the newest record is used, and a note
+        says so."""
+        wanted = dict(variant or {})
+        sweeps = set(sweeps)
+        found = [r for r in self.all if r.get("sweep") in sweeps and r["task"] == task
+                 and r["optimizer"] == optimizer and r["_variant"] == wanted]
+        groups: dict[str, list[Record]] = defaultdict(list)
+        for r in found:
+            groups[r["_cell"]].append(r)
+        if len(groups) <= 1:
+            return found
+        newest = max(groups, key=lambda k: max(str(r.get("finished_at")) for r in groups[k]))
+        others = [r for k, rs in groups.items() if k != newest for r in rs]
+        diff = identity.differences(others[0].get("config") or {}, groups[newest][0].get("config") or {})
+        self.notes.append(f"{task}/{optimizer}: records of {len(groups)} configurations of the same "
+                          f"settings ({diff}); used the newest ({len(groups[newest])} runs), "
+                          f"not a mix")
+        return groups[newest]
+
+    def cell(self, *, sweeps: Iterable[str], task: str, optimizer: str, goal: str,
+             variant: Mapping[str, Any] | None = None) -> Cell:
+        return cell(task, optimizer, self.runs(sweeps=sweeps, task=task, optimizer=optimizer,
+                                               variant=variant), goal)
+
+    def scales(self) -> list[str]:
+        return sorted({str(r.get("scale")) for r in self.all})
+
+    def of_scale(self, scale: str) -> Records:
+        return Records([r for r in self.all if str(r.get("scale")) == scale])

@@ -1,0 +1,276 @@
+"""From records to the paper's artefacts: hand-made records with known answers."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from tasks.analysis import artefacts, published, tables
+from tasks.analysis.selection import Records, cell
+from tasks.runner import records
+from tasks.runner.identity import Identity
+
+TASKS = [{"task": "toy_min", "order": "1", "label": "Toy", "dataset": "D", "model": "M",
+          "metric": "err", "metric_label": "error", "goal": "min", "unit": "", "perfect": "0"},
+         {"task": "toy_max", "order": "2", "label": "Game", "dataset": "G", "model": "CNN",
+          "metric": "reward", "metric_label": "reward", "goal": "max", "unit": "", "perfect": "21"}]
+
+
+def rec(task, opt, lr, seed, final, status="ok", scale="smoke", sweep="table1", variant=None,
+        history=None, **extra):
+    history = history or [{"epoch": e, "err": final, "reward": final, "top1_error": final,
+                           "fid/test": final, "fid/train": final, "val_ppl": final}
+                          for e in (1, 2)]
+    return {"task": task, "optimizer": opt, "lr": lr, "seed": seed, "final": final,
+            "status": status, "scale": scale, "sweep": sweep, "hardware": "test CPU",
+            "variant": variant or {}, "git": {"commit": "0123456789abcdef", "dirty": False},
+            "history": history, "finished_at": "2026-01-01", **extra}
+
+
+def table(rs, tasks=TASKS):
+    return tables.table1(Records(rs), tasks=tasks)
+
+
+# -- the protocol ------------------------------------------------------------------------------------
+def test_best_lr_is_chosen_on_seed_zero_and_reported_over_seeds():
+    rs = [rec("toy_min", "nero", 0.01, 0, 5.0), rec("toy_min", "nero", 0.1, 0, 4.0),
+          rec("toy_min", "nero", 0.1, 1, 6.0), rec("toy_min", "nero", 0.1, 2, 5.0),
+          rec("toy_min", "nero", 1.0, 0, 9.0)]
+    c = cell("toy_min", "nero", rs, "min")
+    assert c.lr == 0.1  # seed 0 decides: 4.0 beats 5.0, although the mean at 0.1 is 5.0
+    assert c.mean == pytest.approx(5.0)
+    assert c.std == pytest.approx(math.sqrt(2 / 3))  # population std of 4, 6, 5
+    assert c.seeds == [0, 1, 2] and c.status == "ok"
+
+
+def test_ties_go_to_the_smaller_lr_and_max_goals_flip():
+    rs = [rec("toy_max", "sgd", 0.1, 0, 3.0), rec("toy_max", "sgd", 0.01, 0, 3.0),
+          rec("toy_max", "sgd", 1.0, 0, -2.0)]
+    c = cell("toy_max", "sgd", rs, "max")
+    assert c.lr == 0.01 and c.mean == 3.0 and c.std == 0.0
+
+
+def test_diverged_and_failed_runs_never_win_and_are_shown():
+    rs = [rec("toy_min", "adam", 0.1, 0, None, "diverged"), rec("toy_min", "adam", 0.01, 0, 7.0),
+          rec("toy_min", "adam", 0.01, 1, None, "failed"), rec("toy_min", "adam", 0.01, 2, 9.0)]
+    c = cell("toy_min", "adam", rs, "min")
+    assert c.lr == 0.01 and c.status == "partial" and c.mean == 8.0 and c.seeds == [0, 2]
+    assert tables.cell_text(c) == "8.00 ± 1.00 (2/3 ok)"
+    dead = cell("toy_min", "lamb", [rec("toy_min", "lamb", 0.1, 0, None, "diverged")], "min")
+    assert dead.status == "diverged" and not dead.ok and tables.cell_text(dead) == "diverged (1 run)"
+    assert cell("toy_min", "sgd", [], "min").status == "missing"
+
+
+def test_variants_are_never_mixed_into_one_mean():
+    rs = [rec("toy_min", "nero", 0.01, s, 1.0) for s in range(3)]
+    rs += [rec("toy_min", "nero", 0.01, s, 100.0, variant={"task.depth": 5.0}) for s in range(3)]
+    t = table(rs)
+    assert t.cells[("toy_min", "nero")].mean == 1.0  # Table 1: the default variant only
+    other = Records(rs).cell(sweeps=["table1"], task="toy_min", optimizer="nero", goal="min",
+                             variant={"task.depth": 5.0})
+    assert other.mean == 100.0 and len(other.records) == 3
+
+
+def test_two_configurations_of_one_variant_are_not_mixed_and_the_choice_is_noted():
+    old = [dict(rec("toy_min", "nero", 0.01, s, 1.0, finished_at="2026-01-01"),
+                config={"task": {"name": "toy_min", "epochs": 5}}) for s in range(3)]
+    new = [dict(rec("toy_min", "nero", 0.01, s, 2.0, finished_at="2026-02-01"),
+                config={"task": {"name": "toy_min", "epochs": 6}}) for s in range(3)]
+    rs = Records(old + new)
+    c = rs.cell(sweeps=["table1"], task="toy_min", optimizer="nero", goal="min")
+    assert c.mean == 2.0 and len(c.records) == 3
+    assert len(rs.notes) == 1 and "task.epochs 5 vs 6" in rs.notes[0] and "not a mix" in rs.notes[0]
+
+
+def test_old_records_without_a_variant_are_read_against_the_current_defaults():
+    from tasks.runner.identity import plain
+    from tests.conftest import compose
+
+    config = plain(compose("task=mnist_mlp", "scale=smoke", "task.depth=7"))
+    old = {k: v for k, v in rec("mnist_mlp", "nero", 0.01, 0, 0.9).items() if k != "variant"}
+    old.update(config=config)
+    assert Records([old]).all[0]["_variant"] == {"task.depth": 7.0}
+    config_default = plain(compose("task=mnist_mlp", "scale=smoke"))
+    assert Records([dict(old, config=config_default)]).all[0]["_variant"] == {}
+
+
+# -- Table 1 and the appendix ---------------------------------------------------------------------------
+def test_bold_best_and_underlined_runner_up_with_paper_values():
+    rs = []
+    for opt, value in (("nero", 1.0), ("sgd", 3.0), ("adam", 2.0), ("lamb", 4.0)):
+        rs += [rec("toy_min", opt, 0.01, s, value) for s in range(3)]
+    rs += [rec("toy_max", "nero", 0.01, 0, 20.0), rec("toy_max", "sgd", 0.01, 0, 10.0)]
+    t = table(rs)
+    assert t.ranks("toy_min", "min") == {"nero": 1, "adam": 2}
+    assert t.ranks("toy_max", "max") == {"nero": 1, "sgd": 2}
+    md = tables.table1_markdown(t)
+    row = next(line for line in md.splitlines() if line.startswith("| Toy"))
+    assert "**1.00 ± 0.00**" in row and "<u>2.00 ± 0.00</u>" in row
+    assert "3.00 ± 0.00" in row and "**3.00" not in row and "<u>3.00" not in row
+    game = next(line for line in md.splitlines() if line.startswith("| Game"))
+    assert "missing" in game and "20.00 ± 0.00 (n=1)" in game
+    assert "Scale: smoke" in md and "test CPU" in md and "NOT paper scale" in md
+    assert "Seeds: 0, 1, 2" in md and "Commit: 0123456789" in md
+
+
+def test_paper_values_and_differences_beside_ours():
+    rs = [rec("cifar10_vgg11", "nero", 0.01, s, v) for s, v in enumerate((11.0, 11.2, 11.3))]
+    t = tables.table1(Records(rs))
+    row = next(line for line in tables.table1_markdown(t).splitlines() if "VGG-11" in line)
+    assert "paper 11.16 ± 0.17, Δ +0.01" in row
+    vgg = next(r for r in tables.table1_rows(t) if r["task"] == "cifar10_vgg11"
+               and r["optimizer"] == "nero")
+    assert vgg["paper_mean"] == 11.16 and vgg["best_lr"] == 0.01 and vgg["seeds"] == "0 1 2"
+    assert vgg["diff"] == pytest.approx((11.0 + 11.2 + 11.3) / 3 - 11.16)
+
+
+def test_latex_structure():
+    t = table([rec("toy_min", "nero", 0.01, 0, 1.5), rec("toy_min", "sgd", 0.1, 0, 2.5)])
+    tex = tables.table1_latex(t)
+    lines = tex.splitlines()
+    assert lines[0] == r"\begin{table*}[t]" and lines[-1] == r"\end{table*}"
+    assert r"\begin{tabular}{llllcccccccc}" in tex
+    body = [line for line in lines if line.endswith(r"\\") and "Toy" in line][0]
+    assert body.count("&") == 11
+    assert r"\textbf{$1.50 \pm 0.00$}" in body and r"\underline{$2.50 \pm 0.00$}" in body
+
+
+def test_performance_profile():
+    rs = [rec("toy_min", "nero", 0.01, 0, 1.0), rec("toy_min", "sgd", 0.01, 0, 3.0),
+          rec("toy_max", "nero", 0.01, 0, 11.0), rec("toy_max", "sgd", 0.01, 0, 16.0)]
+    profile = tables.performance_profile(table(rs), [1.0, 2.0, 3.0])
+    # toy_min: gaps 1 and 3; toy_max: gaps 10 and 5 (distance to 21).
+    assert profile["nero"] == [0.5, 1.0, 1.0]
+    assert profile["sgd"] == [0.5, 0.5, 1.0]
+    assert profile["adam"] == [0.0, 0.0, 0.0]
+
+
+def test_appendix_table_from_fig_sweeps():
+    rs = [rec("cifar10_vgg11", "nero", 0.02, s, 9.0 + s, sweep="fig1") for s in range(3)]
+    rs += [rec("cifar10_vgg11", "madam_cs", 0.06, 0, 12.5, sweep="fig2")]
+    rows, md = tables.appendix(Records(rs))
+    nero = next(r for r in rows if r["config"] == "nero")
+    assert nero["mean"] == 10.0 and nero["best_lr"] == 0.02 and nero["paper_mean"] == 8.61
+    assert nero["diff"] == pytest.approx(10.0 - 8.61)
+    assert "**10.00 ± 0.82**" in md
+    assert next(r for r in rows if r["config"] == "lamb")["status"] == "missing"
+
+
+# -- the figures' overlays and comparisons ---------------------------------------------------------------
+def comparison(out: Path, name: str) -> list[list[str]]:
+    lines = (out / name / "comparison.md").read_text().splitlines()
+    return [[c.strip() for c in line.strip("|").split("|")] for line in lines
+            if line.startswith("| ") and not line.startswith("| ---")]
+
+
+def test_fig3_left_overlays_the_authors_epoch_means(tmp_path):
+    rs = []
+    for sigma, base in ((1.0, 0.90), (100.0, 0.50)):
+        for seed in range(3):
+            acc = [base + 0.01 * seed + 0.02 * e for e in range(5)]  # epoch means, known
+            rs.append(rec("mnist_cwn", "adam", 0.01, seed, acc[-1], sweep="fig3_cwn",
+                          variant={} if sigma == 1.0 else {"task.sigma": sigma},
+                          epochs_done=5, series={"acc": [a for a in acc for _ in range(4)]},
+                          history=[{"epoch": e + 1, "train/acc": a} for e, a in enumerate(acc)]))
+    outcome = artefacts.fig3_left(Records(rs), tmp_path)
+    assert outcome.skipped is None and {p.suffix for p in outcome.files} == {".png", ".pdf", ".md"}
+    rows = {(r[0], r[1]): r for r in comparison(tmp_path, "fig3_left")[1:]}
+    assert len(rows) == 10
+    sigma100_epoch1 = rows[("100", "1")]
+    authors = published.fig3_left()[100.0][1]
+    assert sigma100_epoch1[2] == "0.51"  # ours: mean of 0.50, 0.51, 0.52
+    assert float(sigma100_epoch1[3]) == pytest.approx(sum(authors) / 3, abs=1e-4)  # 0.5483
+    assert sigma100_epoch1[4] == "0.541-0.554"
+    assert float(sigma100_epoch1[5]) == pytest.approx(0.51 - sum(authors) / 3, abs=1e-4)
+    assert float(rows[("1", "5")][3]) == pytest.approx((0.991 + 0.994 + 0.993) / 3, abs=1e-4)
+
+
+def test_fig8_puts_lamb_with_momentum_beside_table_1s_pong_row(tmp_path):
+    rs = [rec("pong_ppo", o, lr, s, value, history=[{"epoch": e, "reward": value} for e in (1, 2)])
+          for o, lr, value in (("nero", 0.01, 20.0), ("sgd", 0.1, 10.0), ("adam", 1e-4, 15.0),
+                               ("lamb", 1e-3, -19.0)) for s in range(3)]
+    rs += [rec("pong_ppo", "lamb", 0.1, 0, -21.0, history=[{"epoch": 1, "reward": -21.0}])]
+    rs += [rec("pong_ppo", "lamb_beta1", 1e-3, s, 18.0 + s, sweep="fig8",
+               history=[{"epoch": 1, "reward": 18.0 + s}]) for s in range(3)]
+    outcome = artefacts.fig8(Records(rs), tmp_path)
+    assert outcome.skipped is None and not outcome.missing
+    rows = {r[1]: r for r in comparison(tmp_path, "fig8")[1:]}
+    assert rows["Nero"][4] == "20.6 ± 0.05" and rows["Nero"][5] == "-0.62"
+    assert rows["LAMB"][2] == "0.001" and rows["LAMB"][4] == "-19.5 ± 0.1"  # best lr chosen
+    assert rows["LAMB β1=0.9"][3] == "19 ± 0.816" and rows["LAMB β1=0.9"][4] == "not published"
+
+
+def test_fig9_shows_the_four_configurations_and_the_target(tmp_path):
+    def run(opt, variant, seed, err):
+        return rec("imagenet_resnet50", opt, 0.1 if opt == "sgd" else 0.01, seed, err,
+                   sweep="fig9", variant=variant,
+                   history=[{"epoch": 1, "top1_error": err, "train/top1_acc": 0.8}])
+    rs = [run("sgd", {}, s, 23.0 + s) for s in range(3)]
+    rs += [run("sgd", {"optimizer.weight_decay": 0.0}, s, 26.0) for s in range(3)]
+    rs += [run("nero", {}, s, 25.0) for s in range(2)]  # one seed missing
+    outcome = artefacts.fig9(Records(rs), tmp_path)
+    assert outcome.skipped is None
+    assert outcome.missing == ["Nero tuned (fig9: imagenet_resnet50)"]
+    rows = {r[1]: r for r in comparison(tmp_path, "fig9")[1:]}
+    assert rows["SGD + wd"][3] == "24 ± 0.816" and rows["SGD, no wd"][3] == "26 ± 0"
+    assert rows["Nero OOTB"][3] == "25 ± 0" and rows["Nero tuned"][3] == "—"
+
+
+# -- the command line ---------------------------------------------------------------------------------
+def test_cli_writes_what_the_records_allow_and_says_what_it_skipped(tmp_path, capsys):
+    root = tmp_path / "results"
+    for opt, value in (("nero", 10.0), ("sgd", 12.0)):
+        for seed in range(3):
+            path = Identity("table1", "smoke", "cifar10_vgg11", opt, 0.01, seed).directory(root)
+            records.write(path / "record.json", {"schema": 1, **rec("cifar10_vgg11", opt, 0.01,
+                                                                     seed, value + seed)})
+    (root / "junk").mkdir()
+    (root / "junk" / "record.json").write_text("{not json")
+    from scripts import aggregate as cli
+
+    assert cli.main([str(root)]) == 0
+    out = capsys.readouterr().out
+    art = root / "artefacts"
+    for name in ("table1/table1.md", "table1/table1.csv", "table1/table1.tex",
+                 "table1/comparison.md", "fig5/fig5.png", "fig5/fig5.pdf", "fig5/comparison.md",
+                 "lr_sensitivity/lr_sensitivity.png", "profile/profile.pdf"):
+        assert (art / name).stat().st_size > 0, name
+    assert "skipped fig3_left: no records of fig3_cwn" in out
+    assert "without" in next(line for line in out.splitlines() if line.startswith("wrote   fig5"))
+    assert "ignored " in out and "junk/record.json is not a readable record" in out
+    assert cli.main([str(root), "--only", "fig3_left"]) == 2  # nothing it could write
+    assert cli.main([str(tmp_path / "empty_missing")]) == 2
+    assert cli.main([str(root), "--only", "fig99"]) == 2
+
+
+def test_reading_a_wandb_project_through_the_public_api(tmp_path, monkeypatch):
+    stored = [rec("cifar10_vgg11", "nero", 0.01, s, 11.0 + s) for s in range(3)]
+
+    class Run:
+        def __init__(self, r):
+            self.summary = {"nero_record": json.dumps(r)}
+
+    class Api:
+        def runs(self, path):
+            assert path == "me/nero-repro"
+            return [Run(r) for r in stored] + [types.SimpleNamespace(summary={})]
+
+    monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(Api=Api))
+    from scripts import aggregate as cli
+
+    assert cli.main(["--wandb", "me/nero-repro", "--out", str(tmp_path), "--only", "table1"]) == 0
+    assert "12.00 ± 0.82" in (tmp_path / "table1" / "table1.md").read_text()
+
+
+def test_every_experiment_composes():
+    from tests.conftest import REPO, compose
+
+    for path in sorted((REPO / "conf" / "experiment").rglob("*.yaml")):
+        name = path.relative_to(REPO / "conf" / "experiment").with_suffix("").as_posix()
+        cfg = compose(f"+experiment={name}")
+        assert cfg.sweep and cfg.task.name
