@@ -90,6 +90,6 @@ def smoke(tmp_path):
 
 
 def count_params(model) -> tuple[int, int]:
-    """(number of parameter tensors, number of parameters), the counts EXPERIMENTS.md lists."""
+    """(number of parameter tensors, number of parameters), the counts docs/experiments.md lists."""
     params = list(model.parameters())
     return len(params), sum(p.numel() for p in params)

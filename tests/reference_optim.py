@@ -1,4 +1,4 @@
-"""Plain, independent transcriptions of the authors' optimisers (EXPERIMENTS.md §1.1-§1.6).
+"""Plain, independent transcriptions of the authors' optimisers (docs/experiments.md, Optimisers).
 
 Written from the specification, one parameter at a time, without any of the library's code, so
 that agreement between the two is evidence rather than a tautology. Not fast, not guarded:

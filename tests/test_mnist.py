@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 
+from tasks.experiments.data.prepare import Mnist
 from tests.conftest import REPO, run_cell
 
-SHARED_MNIST = Path(os.environ.get("NERO_MNIST_T10K", REPO.parent / "shared" / "data" / "mnist-t10k"))
+DATA = Path(os.environ.get("NERO_DATA", REPO / "data"))
 
 
 def write_idx(raw: Path, prefix: str, images: np.ndarray, labels: np.ndarray, gz: bool) -> None:
@@ -40,15 +41,16 @@ def test_mnist_loads_real_idx_files_without_download(tmp_path, gz):
     assert record["history"][-1]["train/loss"] < record["history"][0]["train/loss"]
 
 
-@pytest.mark.skipif(not SHARED_MNIST.exists(), reason="MNIST t10k files not present")
-def test_real_mnist_t10k(tmp_path):
+@pytest.mark.skipif(not Mnist().check(DATA).ok,
+                    reason=f"real MNIST not in {DATA}/MNIST/raw (make mnist puts it there)")
+def test_real_mnist_test_set(tmp_path):
     from tasks.experiments.data.mnist import load_mnist
 
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
     for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
-        (raw / name).write_bytes((SHARED_MNIST / name).read_bytes())
+        (raw / name).write_bytes((DATA / "MNIST" / "raw" / name).read_bytes())
     x, y = load_mnist(tmp_path, train=False, download=False, device=torch.device("cpu"))
     assert x.shape == (10_000, 784) and y.shape == (10_000,)
     assert abs(x.mean().item()) < 0.05 and abs(x.std().item() - 1.0) < 0.05  # E1's constants
-    assert torch.bincount(y).tolist()[1] == 1135  # the majority class "1" (gap note in E2)
+    assert torch.bincount(y).tolist()[1] == 1135  # the majority class "1" (E2's chance level)

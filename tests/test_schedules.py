@@ -1,4 +1,4 @@
-"""LR schedules against the trajectories EXPERIMENTS.md describes, at chosen iterations."""
+"""LR schedules against the trajectories docs/experiments.md describes, at chosen iterations."""
 
 from __future__ import annotations
 
