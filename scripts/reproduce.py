@@ -5,11 +5,13 @@
     python scripts/reproduce.py --out results/demo --scale smoke --demo --artefacts all
 
 Each sweep is ``python scripts/train.py -m +experiment=<sweep> ...`` with the grid sweeper (the
-lr grid at seed 0, then seeds at each optimiser's best lr). Cells whose record already says ok
-are skipped, so an interrupted reproduction picks up where it stopped; every sweep checks its
-cells and data before it starts one. ``--demo`` shrinks the lr grids so that every artefact's
-pipeline runs in minutes at smoke scale. Extra Hydra overrides after ``--`` go to every sweep
-(e.g. ``-- hydra.launcher.partition=gpu``).
+lr grid at seed 0, then seeds at each optimiser's best lr). On SLURM every sweep is launched at
+once, so that all stage-1 jobs queue together and each sweep's stage 2 follows its own stage 1
+as soon as it ends (``--parallel`` sets how many sweeps run at a time; here, one). Cells whose
+record already says ok are skipped, so an interrupted reproduction picks up where it stopped;
+every sweep checks its cells and data before it starts one. ``--demo`` shrinks the lr grids so
+that every artefact's pipeline runs in minutes at smoke scale. Extra Hydra overrides after ``--``
+go to every sweep (e.g. ``-- cluster.partition=gpu``).
 """
 
 from __future__ import annotations
@@ -64,6 +66,28 @@ def command(experiment: str, task: str | None, args: argparse.Namespace, out: Pa
     return cmd + list(args.overrides)
 
 
+def run_sweeps(sweeps: list[tuple[str, str | None]], parallel: int, args: argparse.Namespace,
+               out: Path, logger: str, env: dict[str, str]) -> list[str]:
+    """Run the sweeps, ``parallel`` at a time; returns those that did not end cleanly."""
+    waiting = list(sweeps)
+    running: dict[str, subprocess.Popen] = {}
+    failed = []
+    while waiting or running:
+        while waiting and len(running) < parallel:
+            experiment, task = waiting.pop(0)
+            name = f"{experiment}{f' ({task})' if task else ''}"
+            cmd = command(experiment, task, args, out, logger)
+            print(f"\n=== {name}: {' '.join(cmd[2:])}", flush=True)
+            running[name] = subprocess.Popen(cmd, cwd=REPO, env=env)
+        for name, proc in list(running.items()):
+            if proc.poll() is not None:
+                del running[name]
+                if proc.returncode != 0:
+                    failed.append(name)
+        time.sleep(0.5)
+    return failed
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="where records and artefacts go")
@@ -76,6 +100,8 @@ def main() -> int:
                              "job arrays; basic: one at a time")
     parser.add_argument("--logger", default=None, help="wandb (default at paper scale) or none")
     parser.add_argument("--demo", action="store_true", help="small lr grids (with --scale smoke)")
+    parser.add_argument("--parallel", type=int, default=None,
+                        help="sweeps at a time (default: all of them on SLURM, one here)")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every sweep")
     args = parser.parse_args()
     logger = args.logger or ("wandb" if args.scale == "paper" else "none")
@@ -84,12 +110,9 @@ def main() -> int:
     if args.scale == "smoke":  # toy cells: one per core beats more threads per cell
         env.setdefault("NERO_JOBS", str(os.cpu_count() or 1))
     started = time.time()
-    failed = []
-    for experiment, task in sweeps_for(args.artefacts, args.tasks.split(",")):
-        cmd = command(experiment, task, args, out, logger)
-        print(f"\n=== {experiment}{f' {task}' if task else ''}: {' '.join(cmd[2:])}", flush=True)
-        if subprocess.run(cmd, cwd=REPO, env=env).returncode != 0:
-            failed.append(f"{experiment}{f' ({task})' if task else ''}")
+    sweeps = sweeps_for(args.artefacts, args.tasks.split(","))
+    parallel = args.parallel or (len(sweeps) if args.launcher == "slurm" else 1)
+    failed = run_sweeps(sweeps, parallel, args, out, logger, env)
     print(f"\n=== artefacts from {out} ({time.time() - started:.0f}s of sweeps)", flush=True)
     code = subprocess.run([sys.executable, str(REPO / "scripts" / "aggregate.py"), str(out)],
                           cwd=REPO).returncode

@@ -152,7 +152,20 @@ class GridSweeper(Sweeper):
         if not jobs or self.stopping:
             return [{"status": "interrupted", "reason": "the sweep was stopped"} for _ in jobs]
         self.validate_batch_is_legal(jobs)
-        return [_summary(r) for r in self.launcher.launch(jobs, initial_job_idx=first_index)]
+        folder = self.config.hydra.launcher.get("submitit_folder")
+        if folder:
+            print(f"submitting {len(jobs)} jobs; their logs: {folder}", file=sys.stderr, flush=True)
+        try:
+            returns = self.launcher.launch(jobs, initial_job_idx=first_index)
+        except Exception as err:
+            if not folder:
+                raise
+            # e.g. sbatch refusing a request no node can meet: say so once, queue nothing more
+            lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+            why = next((line for line in lines if "error" in line.lower()), lines[-1] if lines else "")
+            print(f"error: the scheduler refused the jobs: {why}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
+        return [_summary(r) for r in returns]
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
         """Stop: queued cells do not start, running ones see the stop file, checkpoint and end."""

@@ -48,6 +48,9 @@ def run_subdir(*, _root_: DictConfig) -> str:
 # Used by conf/config.yaml (run folders) and conf/hydra/launcher/local.yaml (jobs at once).
 if not OmegaConf.has_resolver("run_subdir"):
     OmegaConf.register_new_resolver("run_subdir", run_subdir)
+if not OmegaConf.has_resolver("nero_gpus"):  # conf/hydra/launcher/slurm.yaml
+    OmegaConf.register_new_resolver("nero_gpus", lambda gpus: int(gpus) or None)
+    OmegaConf.register_new_resolver("nero_tasks", lambda gpus: max(1, int(gpus)))
 if not OmegaConf.has_resolver("local_jobs"):
     OmegaConf.register_new_resolver("local_jobs", local_jobs)
 
@@ -135,6 +138,10 @@ def _job(cfg: DictConfig) -> dict[str, Any] | None:
         sys.exit(2)
     except Interrupted as err:
         print(f"interrupted ({err}); run the same command again to resume", file=sys.stderr)
+        if os.environ.get("SUBMITIT_EXECUTOR") == "slurm":
+            # A SLURM job stopped by a requeue or a cancel: no result, so that the sweep waits
+            # for the requeued job (which resumes from the checkpoint) or sees the cancellation.
+            sys.exit(3)
         if multirun:
             stop_file.touch()  # a signal to one cell stops its whole sweep
             return {"status": "interrupted", "reason": str(err)}

@@ -260,6 +260,8 @@ def train(spec: TrainSpec, task: Task, optimizers: dict[str, torch.optim.Optimiz
             if stop.requested():
                 checkpointer.save(state)
                 progress.line(f"{stop.reason}: checkpoint written, exiting")
+                if stop.then is not None:
+                    stop.then()  # e.g. submitit requeues the job and exits
                 raise Interrupted(stop.reason)
             checkpointer.maybe_save(spec, state)
 
@@ -341,12 +343,16 @@ class Checkpointer:
 
 
 class StopRequest:
-    """Why the run should stop at the next step boundary: a signal, or its sweep's stop file."""
+    """Why the run should stop at the next step boundary: a signal, or its sweep's stop file.
+
+    ``then`` is what the signal meant to whoever handled it before the run (submitit, in a SLURM
+    job: requeue the job); it is called once the checkpoint is written."""
 
     def __init__(self, stop_file: Path | None = None) -> None:
         self.reason: str | None = None
         self.stop_file = stop_file
         self.polled = time.monotonic()
+        self.then: Callable[[], None] | None = None
 
     def requested(self) -> bool:
         if self.reason is None and self.stop_file is not None and time.monotonic() - self.polled > 1:
@@ -358,17 +364,21 @@ class StopRequest:
 
 @contextlib.contextmanager
 def _checkpoint_on_signals(stop: StopRequest) -> Iterator[StopRequest]:
-    """SIGTERM, SIGUSR1 (SLURM, before a time limit) and SIGINT ask for a checkpoint at the next
-    step boundary; a second SIGINT stops at once (without a checkpoint)."""
-    wanted = [signal.SIGTERM, signal.SIGINT] + (
-        [signal.SIGUSR1] if hasattr(signal, "SIGUSR1") else [])
+    """SIGTERM, SIGINT, SIGUSR1 and SIGUSR2 (what SLURM sends before a time limit or a preemption:
+    submitit's default) ask for a checkpoint at the next step boundary. A handler that was there
+    before (submitit's requeue) then runs as it would have. A second SIGINT stops at once."""
+    wanted = [signal.SIGTERM, signal.SIGINT] + [
+        getattr(signal, name) for name in ("SIGUSR1", "SIGUSR2") if hasattr(signal, name)]
 
-    def handler(signum: int, _frame: Any) -> None:
+    def handler(signum: int, frame: Any) -> None:
         if signum == signal.SIGINT and stop.reason is not None:
             raise KeyboardInterrupt
-        stop.reason = f"signal {signum}"
+        stop.reason = f"signal {signal.Signals(signum).name}"
+        before = previous.get(signum)
+        if callable(before):
+            stop.then = lambda: before(signum, frame)
 
-    previous = {}
+    previous: dict[int, Any] = {}
     try:
         for sig in wanted:
             previous[sig] = signal.signal(sig, handler)

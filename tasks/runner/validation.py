@@ -75,6 +75,23 @@ class CheckpointConfig:
 
 
 @dataclass
+class ClusterConfig:
+    gpus: int = 1
+    cpus_per_task: int = 8
+    mem_gb: int = 32
+    timeout_min: int = 240
+    partition: Optional[str] = None  # noqa: UP045
+    account: Optional[str] = None  # noqa: UP045
+    qos: Optional[str] = None  # noqa: UP045
+
+    def __post_init__(self) -> None:
+        require(self.gpus >= 0, f"cluster.gpus must be >= 0, got {self.gpus}")
+        for name in ("cpus_per_task", "mem_gb", "timeout_min"):
+            value = getattr(self, name)
+            require(value > 0, f"cluster.{name} must be > 0, got {value}")
+
+
+@dataclass
 class ScaleConfig:
     name: str = MISSING
 
@@ -103,6 +120,7 @@ class RunConfig:
     log_every: int = 50
     check_every: int = 20
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     def __post_init__(self) -> None:
         require(bool(_DEVICE.match(self.device)),

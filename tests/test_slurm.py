@@ -1,0 +1,116 @@
+"""The cluster path against a real SLURM scheduler (scripts/slurm_cluster.sh; make slurm-test).
+
+Skipped with one line where no cluster answers. Every run here is a smoke-scale MNIST cell on the
+local single-node cluster, one CPU and one thread per job, so that a SLURM run and a local one
+compute exactly the same thing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tasks.runner import records
+from tests.conftest import REPO, first, strip_times, train_cli
+
+
+def cluster_up() -> bool:
+    if shutil.which("sinfo") is None:
+        return False
+    out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20)
+    return out.returncode == 0 and ("idle" in out.stdout or "mix" in out.stdout)
+
+
+if not cluster_up():
+    pytest.skip("no SLURM cluster answers (make slurm-test starts a local one)",
+                allow_module_level=True)
+pytestmark = pytest.mark.slurm
+
+CELL = ("task=mnist_mlp", "scale=smoke", "logger=none", "threads=1")
+ON_SLURM = ("hydra/launcher=slurm", "cluster.gpus=0", "cluster.cpus_per_task=1", "cluster.mem_gb=1",
+            "cluster.timeout_min=10")
+LONG = ("task.n_train=12000", "task.epochs=3", "checkpoint.every_steps=20")
+
+
+def sweep(tmp: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return train_cli("-m", *CELL, *ON_SLURM, f"out_dir={tmp}", *args, timeout=timeout)
+
+
+def test_a_sweep_on_slurm_leaves_the_records_a_local_sweep_would(tmp_path):
+    out = sweep(tmp_path / "slurm", "optimizer=nero,sgd", "seed=0,1")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "submitting 4 jobs; their logs:" in out.stderr
+    local = train_cli("-m", *CELL, f"out_dir={tmp_path / 'local'}", "optimizer=nero,sgd", "seed=0,1")
+    assert local.returncode == 0, local.stderr[-3000:]
+    on_slurm = {(r["optimizer"], r["seed"]): r for r in records.find(tmp_path / "slurm")}
+    here = {(r["optimizer"], r["seed"]): r for r in records.find(tmp_path / "local")}
+    assert set(on_slurm) == set(here) and len(here) == 4
+    for key, r in here.items():
+        assert on_slurm[key]["status"] == "ok"
+        assert strip_times(on_slurm[key]["history"]) == strip_times(r["history"]), key
+
+
+def test_a_requeued_job_resumes_and_ends_as_an_uninterrupted_run(tmp_path):
+    reference = train_cli(*CELL, *LONG, f"out_dir={tmp_path / 'ref'}")
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    proc = subprocess.Popen([sys.executable, str(REPO / "scripts" / "train.py"), "-m", *CELL,
+                             *ON_SLURM, *LONG, f"out_dir={tmp_path / 'slurm'}"], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 180
+    while not first(tmp_path / "slurm", "checkpoint.pt") and time.time() < deadline:
+        time.sleep(0.2)
+    ids = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout.split()
+    assert len(ids) == 1, ids
+    subprocess.run(["scontrol", "requeue", ids[0]], check=True)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    a = json.loads(first(tmp_path / "ref", "record.json").read_text())
+    b = json.loads(first(tmp_path / "slurm", "record.json").read_text())
+    assert strip_times(a["history"]) == strip_times(b["history"])
+    logs = "".join(p.read_text() for p in (tmp_path / "slurm").rglob("*_log.err"))
+    assert "resuming" in logs  # the second run of the job continued from the checkpoint
+
+
+def test_a_job_reaching_its_time_limit_checkpoints_is_requeued_and_finishes(tmp_path):
+    # About 45 s of training in a job of one minute, warned 45 s before its end (SLURM may send
+    # the warning up to a minute early): every attempt is signalled before the run can finish.
+    args = ("cluster.timeout_min=1", "hydra.launcher.signal_delay_s=45", "task.width=512",
+            "task.depth=8", "task.n_train=12000", "task.epochs=24", "checkpoint.every_steps=100")
+    out = sweep(tmp_path, *args, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    (record,) = list(records.find(tmp_path))
+    assert record["status"] == "ok" and record["epochs_done"] == 24
+    logs = "".join(p.read_text() for p in tmp_path.rglob("*_log.*"))
+    assert "signal SIGUSR2: checkpoint written" in logs and "resuming" in logs
+
+
+def test_a_failing_cell_is_reported_and_only_it_reruns(tmp_path):
+    out_dir = tmp_path
+    bad = out_dir / "adhoc/smoke/mnist_mlp/nero/epochs=1/lr=0.1/seed=0"
+    bad.mkdir(parents=True)
+    (bad / "checkpoint.pt").write_bytes(b"garbage")
+    out = sweep(out_dir, "optimizer.lr=0.01,0.1", "task.epochs=1")
+    assert out.returncode == 1, out.stderr[-3000:]
+    assert "  error: optimizer.lr=0.1: checkpoint" in out.stderr and "is corrupt" in out.stderr
+    (bad / "checkpoint.pt").unlink()
+    again = sweep(out_dir, "optimizer.lr=0.01,0.1", "task.epochs=1")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len(list(records.find(out_dir))) == 2
+    logs = list(out_dir.rglob("*_log.out"))
+    assert sum("skipping" in p.read_text() for p in logs) == 1
+
+
+def test_an_impossible_request_fails_fast_in_one_line(tmp_path):
+    t0 = time.monotonic()
+    out = sweep(tmp_path, f"cluster.cpus_per_task={os.cpu_count() * 100}", timeout=120)
+    assert out.returncode == 2, out.stderr[-3000:]
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "the scheduler refused the jobs" in errors[0]
+    assert time.monotonic() - t0 < 60
