@@ -1,93 +1,11 @@
-"""Records -> every artefact of the paper they allow (tables, figures, comparisons).
+"""Records -> every artefact of the paper they allow; see tasks/analysis/cli.py or --help.
 
-    python scripts/aggregate.py RESULTS_DIR [--out DIR] [--only fig3_left,table1]
-    python scripts/aggregate.py --wandb ENTITY/PROJECT --out DIR
-
-RESULTS_DIR is searched recursively for record.json files (tasks/runner/records.py). With
---wandb the records are read from a W&B project instead (each run's summary holds its record).
-Each artefact gets a folder under --out (default RESULTS_DIR/artefacts); records of several
-scales give one set of artefacts per scale, never a mix. One line per artefact says what was
-written, what was drawn without (missing curves) or why it was skipped; one line lists the
-records that were ignored and why.
+    python scripts/aggregate.py RESULTS_DIR [--only fig3_left,table1] [--optimizers nero,lion]
 """
 
-from __future__ import annotations
-
-import argparse
-import json
 import sys
-from collections import Counter
-from pathlib import Path
-from typing import Any
 
-from tasks.analysis.artefacts import ARTEFACTS
-from tasks.analysis.selection import Records
-from tasks.runner import records
-
-USED_SWEEPS = {"table1", "fig1", "fig2", "fig3_cwn", "fig3_deep_mlp", "fig8", "fig9"}
-
-
-def from_wandb(path: str) -> list[dict[str, Any]]:
-    import wandb
-
-    out = []
-    for run in wandb.Api().runs(path):
-        text = run.summary.get("nero_record")
-        if text:
-            out.append(json.loads(text))
-    return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("results", nargs="?", help="directory holding record.json files")
-    parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read records from W&B instead")
-    parser.add_argument("--out", help="where artefacts go (default: RESULTS_DIR/artefacts)")
-    parser.add_argument("--only", help=f"comma-separated artefacts among {', '.join(ARTEFACTS)}")
-    args = parser.parse_args(argv)
-    if not args.results and not args.wandb:
-        parser.error("give RESULTS_DIR or --wandb ENTITY/PROJECT")
-    if args.results and not Path(args.results).is_dir():
-        print(f"error: {args.results} is not a directory of results", file=sys.stderr)
-        return 2
-    wanted = args.only.split(",") if args.only else list(ARTEFACTS)
-    unknown = [a for a in wanted if a not in ARTEFACTS]
-    if unknown:
-        print(f"error: unknown artefact {', '.join(unknown)}: choose from {', '.join(ARTEFACTS)}",
-              file=sys.stderr)
-        return 2
-    problems: list[str] = []
-    found = from_wandb(args.wandb) if args.wandb else list(records.find(args.results, problems))
-    if not found:
-        print(f"error: no records found in {args.wandb or args.results}", file=sys.stderr)
-        return 2
-    out = Path(args.out or Path(args.results or ".") / "artefacts")
-    everything = Records(found)
-    scales = everything.scales()
-    written = 0
-    for scale in scales:
-        folder = out / scale if len(scales) > 1 else out
-        rec = everything.of_scale(scale)
-        for name in wanted:
-            outcome = ARTEFACTS[name](rec, folder)
-            if outcome.skipped:
-                print(f"skipped {name}{f' ({scale})' if len(scales) > 1 else ''}: {outcome.skipped}")
-                continue
-            written += 1
-            without = f"; without {', '.join(outcome.missing)} (no records)" if outcome.missing else ""
-            print(f"wrote   {name}: {', '.join(str(p.relative_to(out)) for p in outcome.files)}"
-                  f"{without}")
-        for note in rec.notes:
-            print(f"note: {note}")
-    other = Counter(str(r.get("sweep")) for r in found if r.get("sweep") not in USED_SWEEPS)
-    ignored = [f"{n} unreadable (above)" for n in [len(problems)] if n]
-    ignored += [f"{n} of sweep {s!r}, which no artefact uses" for s, n in sorted(other.items())]
-    for line in problems:
-        print(f"ignored {line}")
-    print(f"read {len(found)} records ({', '.join(scales)} scale)"
-          + (f"; ignored {'; '.join(ignored)}" if ignored else ""))
-    return 0 if written else 2
-
+from tasks.analysis.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from scripts.reproduce import TABLE1_TASKS, run_sweeps
+from tasks.runner.sweeps import TABLE1_TASKS, run_sweeps
 
 
 def main() -> None:

@@ -34,6 +34,8 @@ from . import figures, published, tables
 from .selection import Cell, Records
 
 Entry = dict[str, Any]
+Optimizers = tuple[str, ...]
+PAPER: Optimizers = tables.TABLE1_OPTIMIZERS  # the columns of the paper's Table 1
 
 
 @dataclass
@@ -107,9 +109,9 @@ PANELS["cifar10_resnet18"] = PANELS["cifar10_vgg11"]
 XLABEL = {"pong_ppo": "PPO update"}
 
 
-def table1_curves(task: str) -> list[Curve]:
-    return [Curve(tables.OPT_LABELS[o], ("table1",), task, o, color=figures.COLORS[o])
-            for o in tables.TABLE1_OPTIMIZERS]
+def table1_curves(task: str, optimizers: tuple[str, ...] = tables.TABLE1_OPTIMIZERS) -> list[Curve]:
+    return [Curve(tables.label(o), ("table1",), task, o, color=figures.COLORS.get(o))
+            for o in optimizers]
 
 
 def points(cell: Cell, panel: Panel) -> list[list[tuple[float, float]]]:
@@ -214,7 +216,7 @@ def table1_paper(*tasks: str) -> Paper:
             for t in tasks for o in tables.TABLE1_OPTIMIZERS if (t, o) in pub}
 
 
-def fig1(rec: Records, out: Path) -> Outcome:
+def fig1(rec: Records, out: Path, optimizers: Optimizers = PAPER) -> Outcome:
     labels = {"nero_none": "no constraint", "nero_mean": "mean", "nero_norm": "norm",
               "nero": "mean + norm"}
     colors = {"nero_none": "tab:gray", "nero_mean": "tab:blue", "nero_norm": "tab:green",
@@ -226,7 +228,7 @@ def fig1(rec: Records, out: Path) -> Outcome:
                          {("cifar10_vgg11", labels[o]): app[o] for o in labels})
 
 
-def fig2(rec: Records, out: Path) -> Outcome:
+def fig2(rec: Records, out: Path, optimizers: Optimizers = PAPER) -> Outcome:
     app = {r["optimizer"]: (float(r["mean"]), float(r["std"])) for r in published.appendix_a()}
     rows, paper = [], {}
     for title, opts in (("without constraints", ("madam", "nero_none", "lamb")),
@@ -244,28 +246,29 @@ def fig2(rec: Records, out: Path) -> Outcome:
                          "(LAMB) updates (VGG-11)", rows, rec, out, paper)
 
 
-def fig4(rec: Records, out: Path) -> Outcome:
+def fig4(rec: Records, out: Path, optimizers: Optimizers = PAPER) -> Outcome:
     return curves_figure("fig4", "Fig. 4: class-conditional GAN on CIFAR-10 (equal lr for G and D)",
-                         [("", table1_curves("cifar10_cgan"))], rec, out,
+                         [("", table1_curves("cifar10_cgan", optimizers))], rec, out,
                          table1_paper("cifar10_cgan"))
 
 
-def fig5(rec: Records, out: Path) -> Outcome:
+def fig5(rec: Records, out: Path, optimizers: Optimizers = PAPER) -> Outcome:
     return curves_figure("fig5", "Fig. 5: CIFAR-10 classification",
-                         [("VGG-11", table1_curves("cifar10_vgg11")),
-                          ("ResNet-18", table1_curves("cifar10_resnet18"))], rec, out,
+                         [("VGG-11", table1_curves("cifar10_vgg11", optimizers)),
+                          ("ResNet-18", table1_curves("cifar10_resnet18", optimizers))], rec, out,
                          table1_paper("cifar10_vgg11", "cifar10_resnet18"))
 
 
-def fig6(rec: Records, out: Path) -> Outcome:
+def fig6(rec: Records, out: Path, optimizers: Optimizers = PAPER) -> Outcome:
     return curves_figure("fig6", "Fig. 6: Wikitext-2 language model (19-tensor transformer)",
-                         [("", table1_curves("wikitext2_transformer"))], rec, out,
+                         [("", table1_curves("wikitext2_transformer", optimizers))], rec, out,
                          table1_paper("wikitext2_transformer"))
 
 
-def fig7(rec: Records, out: Path) -> Outcome:
+def fig7(rec: Records, out: Path, optimizers: Optimizers = PAPER) -> Outcome:
     outcome = curves_figure("fig7", 'Fig. 7: the "WMT16 En-De" transformer, really Multi30k '
-                            "de->en (121 tensors)", [("", table1_curves("multi30k_transformer"))],
+                            "de->en (121 tensors)",
+                            [("", table1_curves("multi30k_transformer", optimizers))],
                             rec, out, table1_paper("multi30k_transformer"))
     if outcome.skipped:
         return outcome
@@ -289,14 +292,14 @@ def fig7(rec: Records, out: Path) -> Outcome:
     return outcome
 
 
-def fig8(rec: Records, out: Path) -> Outcome:
-    curves = table1_curves("pong_ppo") + [
+def fig8(rec: Records, out: Path, optimizers: Optimizers = PAPER) -> Outcome:
+    curves = table1_curves("pong_ppo", optimizers) + [
         Curve("LAMB β1=0.9", ("fig8",), "pong_ppo", "lamb_beta1", color="tab:pink")]
     return curves_figure("fig8", "Fig. 8: PPO on Atari Pong (LAMB with beta1 = 0 and 0.9)",
                          [("", curves)], rec, out, table1_paper("pong_ppo"))
 
 
-def fig9(rec: Records, out: Path) -> Outcome:
+def fig9(rec: Records, out: Path, optimizers: Optimizers = PAPER) -> Outcome:
     curves = [Curve("SGD + wd", ("fig9",), "imagenet_resnet50", "sgd", color="tab:blue"),
               Curve("SGD, no wd", ("fig9",), "imagenet_resnet50", "sgd",
                     (("optimizer.weight_decay", 0.0),), color="tab:cyan"),
@@ -307,9 +310,9 @@ def fig9(rec: Records, out: Path) -> Outcome:
                          hline=(23.7, "76.3% accuracy, which SGD + wd surpassed (paper)"))
 
 
-def fig3_right(rec: Records, out: Path) -> Outcome:
-    curves = [Curve(tables.OPT_LABELS[o], ("fig3_deep_mlp",), "mnist_mlp", o,
-                    color=figures.COLORS[o]) for o in tables.TABLE1_OPTIMIZERS]
+def fig3_right(rec: Records, out: Path, optimizers: Optimizers = PAPER) -> Outcome:
+    curves = [Curve(tables.label(o), ("fig3_deep_mlp",), "mnist_mlp", o,
+                    color=figures.COLORS.get(o)) for o in optimizers]
     theirs = published.fig3_right()
     finals: Paper = {}
     for o in tables.TABLE1_OPTIMIZERS:
@@ -343,7 +346,7 @@ def fig3_right(rec: Records, out: Path) -> Outcome:
     return outcome
 
 
-def fig3_left(rec: Records, out: Path) -> Outcome:
+def fig3_left(rec: Records, out: Path, optimizers: Optimizers = PAPER) -> Outcome:
     """Per-minibatch training accuracy (before each update) of the CWN MLP under Adam, for
     sigma = 1 and 100; the authors' per-epoch means as markers."""
     outcome = Outcome("fig3_left")
@@ -394,8 +397,8 @@ def fig3_left(rec: Records, out: Path) -> Outcome:
 
 
 # -- tables and the views beyond the paper -----------------------------------------------------------
-def table1(rec: Records, out: Path) -> Outcome:
-    table = tables.table1(rec)
+def table1(rec: Records, out: Path, optimizers: Optimizers = PAPER) -> Outcome:
+    table = tables.table1(rec, optimizers)
     outcome = Outcome("table1", missing=[f"{t}/{o}" for (t, o), c in table.cells.items()
                                          if c.status == "missing"])
     if all(c.status == "missing" for c in table.cells.values()):
@@ -416,7 +419,7 @@ def table1(rec: Records, out: Path) -> Outcome:
     return outcome
 
 
-def appendix_a(rec: Records, out: Path) -> Outcome:
+def appendix_a(rec: Records, out: Path, optimizers: Optimizers = PAPER) -> Outcome:
     rows, text = tables.appendix(rec)
     outcome = Outcome("appendix_a", missing=[r["config"] for r in rows if r["status"] == "missing"])
     if all(r["status"] == "missing" for r in rows):
@@ -436,8 +439,8 @@ def appendix_a(rec: Records, out: Path) -> Outcome:
     return outcome
 
 
-def lr_sensitivity(rec: Records, out: Path) -> Outcome:
-    table = tables.table1(rec)
+def lr_sensitivity(rec: Records, out: Path, optimizers: Optimizers = PAPER) -> Outcome:
+    table = tables.table1(rec, optimizers)
     outcome = Outcome("lr_sensitivity")
     used = [r for c in table.cells.values() for r in c.records]
     if not used:
@@ -450,7 +453,7 @@ def lr_sensitivity(rec: Records, out: Path) -> Outcome:
             if scores:
                 lrs = sorted(scores)
                 ax.plot(lrs, [scores[lr] for lr in lrs], "o-", color=figures.COLORS.get(o),
-                        label=tables.OPT_LABELS.get(o, o))
+                        label=tables.label(o))
         ax.set_xscale("log")
         ax.set_title(f"{task['dataset']} {task['model']}", fontsize=8)
         figures.finish_axes(ax, "learning rate", f"final {task['metric_label']} (seed 0)")
@@ -460,8 +463,8 @@ def lr_sensitivity(rec: Records, out: Path) -> Outcome:
     return outcome
 
 
-def profile(rec: Records, out: Path) -> Outcome:
-    table = tables.table1(rec)
+def profile(rec: Records, out: Path, optimizers: Optimizers = PAPER) -> Outcome:
+    table = tables.table1(rec, optimizers)
     outcome = Outcome("profile")
     used = [r for c in table.cells.values() for r in c.records]
     if not used:
@@ -473,7 +476,7 @@ def profile(rec: Records, out: Path) -> Outcome:
     ax = axes[0][0]
     for o, values in fractions.items():
         ax.step(taus, values, where="post", color=figures.COLORS.get(o),
-                label=tables.OPT_LABELS.get(o, o))
+                label=tables.label(o))
     ax.set_xscale("log")
     ax.set_ylim(-0.02, 1.02)
     figures.finish_axes(ax, "τ (distance to the perfect score, relative to the best optimiser)",
@@ -484,7 +487,7 @@ def profile(rec: Records, out: Path) -> Outcome:
     return outcome
 
 
-ARTEFACTS: dict[str, Callable[[Records, Path], Outcome]] = {
+ARTEFACTS: dict[str, Callable[[Records, Path, Optimizers], Outcome]] = {
     "table1": table1, "appendix_a": appendix_a, "fig1": fig1, "fig2": fig2,
     "fig3_left": fig3_left, "fig3_right": fig3_right, "fig4": fig4, "fig5": fig5, "fig6": fig6,
     "fig7": fig7, "fig8": fig8, "fig9": fig9, "lr_sensitivity": lr_sensitivity,

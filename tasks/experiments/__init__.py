@@ -17,6 +17,7 @@ TASKS = {
     "cifar10_resnet18": "tasks.experiments.cifar:Cifar10Classifier",
     "cifar10_cgan": "tasks.experiments.cgan:Cifar10CGAN",
     "wikitext2_transformer": "tasks.experiments.wikitext2:Wikitext2LM",
+    "wikitext2_gpt2": "tasks.experiments.wikitext2:Wikitext2GPT2",  # beyond the paper
     "multi30k_transformer": "tasks.experiments.multi30k:Multi30kTranslation",
     "pong_ppo": "tasks.experiments.pong_ppo:PongPPO",
     "imagenet_resnet50": "tasks.experiments.imagenet:ImageNetResNet50",

@@ -179,6 +179,28 @@ class Wikitext2Config(_Text, TaskConfig):
 
 
 @dataclass
+class Gpt2Config(_Text, TaskConfig):
+    """Beyond the paper: GPT-2's architecture on E5's data and schedule."""
+
+    real_data: ClassVar[tuple[str, ...]] = ("wikitext2",)
+    n_embd: int = MISSING
+    n_layer: int = MISSING
+    n_head: int = MISSING
+    n_inner: int = MISSING
+    bptt: int = MISSING
+    eval_batch_size: int = MISSING
+    synthetic_tokens: Optional[int] = None  # noqa: UP045
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._check_text()
+        positive(self, "n_embd", "n_layer", "n_head", "n_inner", "bptt", "eval_batch_size")
+        positive(self, "synthetic_tokens", allow_none=True)
+        require(self.n_embd % self.n_head == 0,
+                f"task.n_embd ({self.n_embd}) must be a multiple of task.n_head ({self.n_head})")
+
+
+@dataclass
 class Multi30kConfig(_Text, TaskConfig):
     real_data: ClassVar[tuple[str, ...]] = ("multi30k",)
     d_model: int = MISSING
@@ -274,6 +296,7 @@ SCHEMAS: dict[str, type[TaskConfig]] = {
     "cifar10_resnet18": CifarConfig,
     "cifar10_cgan": CganConfig,
     "wikitext2_transformer": Wikitext2Config,
+    "wikitext2_gpt2": Gpt2Config,
     "multi30k_transformer": Multi30kConfig,
     "pong_ppo": PongConfig,
     "imagenet_resnet50": ImageNetConfig,

@@ -35,10 +35,14 @@ class Wikitext2LM(Task):
         self.train = batchify(ids["train"], cfg.batch_size).to(dev)
         self.valid = batchify(ids["valid"], cfg.eval_batch_size).to(dev)
         self.test = batchify(ids["test"], cfg.eval_batch_size).to(dev)
-        self.model = TransformerLM(len(self.vocab), cfg.emsize, cfg.nhead, cfg.nhid, cfg.nlayers,
-                                   cfg.dropout).to(dev)
+        self.model = self.build_model().to(dev)
         self.best_loss: float | None = None
         self.best_state: dict[str, torch.Tensor] | None = None
+
+    def build_model(self) -> nn.Module:
+        cfg = self.cfg
+        return TransformerLM(len(self.vocab), cfg.emsize, cfg.nhead, cfg.nhid, cfg.nlayers,
+                             cfg.dropout)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"model": self.model}
@@ -93,3 +97,14 @@ class Wikitext2LM(Task):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best_loss, self.best_state = state["best_loss"], state["best_state"]
+
+
+class Wikitext2GPT2(Wikitext2LM):
+    """Beyond the paper: Hugging Face's GPT-2 architecture on E5's data, schedule and loss."""
+
+    def build_model(self) -> nn.Module:
+        from .models.gpt2 import GPT2LM
+
+        cfg = self.cfg
+        return GPT2LM(len(self.vocab), cfg.n_embd, cfg.n_layer, cfg.n_head, cfg.n_inner,
+                      cfg.dropout, n_positions=cfg.bptt)

@@ -43,8 +43,7 @@ NOT_COMPUTING = frozenset({
     "task.checkpoint_every_epochs",
 })
 # Computing keys that the identity names in its own folders, never in the variant.
-IN_PATH = frozenset({"scale.name", "task.name", "optimizer.name", "optimizer.id", "optimizer.lr",
-                     "seed"})
+IN_PATH = frozenset({"scale.name", "task.name", "optimizer.lr", "seed"})
 # Longest variant folder name before its tail is replaced by a hash.
 MAX_VARIANT_NAME = 60
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -136,6 +135,11 @@ def check_name(value: Any, key: str) -> str:
 
 
 # -- the defaults a variant is measured against ----------------------------------------------------
+def choices_of(cfg: DictConfig) -> dict[str, str]:
+    """The config-group choices Hydra recorded for this config (task, optimizer, scale, ...)."""
+    return _choices_and_sources(cfg)[0]
+
+
 def _choices_and_sources(cfg: DictConfig) -> tuple[dict[str, str], tuple[tuple[str, str], ...]]:
     """The run's config-group choices and the config search path that composed it."""
     if "hydra" in cfg:
@@ -282,7 +286,7 @@ def of(cfg: DictConfig) -> Identity:
         sweep=check_name(cfg.sweep, "sweep"),
         scale=check_name(cfg.scale.name, "scale.name"),
         task=check_name(cfg.task.name, "task.name"),
-        optimizer=check_name(cfg.optimizer.id, "optimizer.id"),
+        optimizer=check_name(choices["optimizer"], "the optimizer config's name"),
         lr=check_lr(cfg.optimizer.lr),
         seed=check_seed(cfg.seed),
         variant=variant,

@@ -42,7 +42,8 @@ from tasks.experiments import get_task
 from tasks.experiments.base import RunContext, Task
 
 from . import checkpoints, distributed, identity, locks, records, validation
-from .optimizers import build_optimizer
+from .identity import choices_of
+from .optimizers import build_optimizer, describe
 from .reporting import Progress, WandbMirror
 from .training import TrainSpec, TrainState
 
@@ -175,7 +176,8 @@ def _train_cell(cfg: DictConfig, ident: identity.Identity, out: Path, main: bool
         **ident.as_dict(),
         "variant_name": ident.variant_name,
         "fingerprint": ident.fingerprint,
-        "optimizer_name": config["optimizer"].get("name"),
+        "optimizer_family": choices_of(cfg).get("optimizer_family", "none"),
+        "optimizer_class": describe(config["optimizer"]),
         "metric": task.metric,
         "goal": task.goal,
         "device": str(device) if world == 1 else f"{world} x {device.type} (DDP)",
@@ -190,6 +192,7 @@ def _train_cell(cfg: DictConfig, ident: identity.Identity, out: Path, main: bool
     try:
         with _checkpoint_on_signals(StopRequest(stop_file)) as stop:
             train(spec, task, optimizers, state, progress, mirror, checkpointer, stop, device)
+        set_mode(optimizers, "eval")
         record.update(status="ok", reason=None, extra=task.finish())
     except (Interrupted, UserError):  # no record: resumable, or not a result at all
         progress.close()
@@ -237,6 +240,7 @@ def train(spec: TrainSpec, task: Task, optimizers: dict[str, torch.optim.Optimiz
           checkpointer: Checkpointer, stop: StopRequest, device: torch.device) -> None:
     stepper = OptimizerStepper(optimizers, spec.grad_clip)
     first = next(iter(optimizers.values()))
+    set_mode(optimizers, "train")
     while state.epoch < spec.epochs:
         for item in task.batches(state.epoch, state.pos):
             factor = spec.lr_factor(state)
@@ -272,7 +276,9 @@ def train(spec: TrainSpec, task: Task, optimizers: dict[str, torch.optim.Optimiz
             raise Diverged(f"non-finite training loss in epoch {state.epoch + 1}")
         value = None
         if task.should_evaluate(state.epoch + 1):
+            set_mode(optimizers, "eval")
             entry.update(task.evaluate(state.epoch + 1))
+            set_mode(optimizers, "train")
             # An evaluation metric, or an epoch mean like train/acc; None: not available yet
             # (e.g. no Pong episode has finished).
             value = entry.get(task.metric)
@@ -289,6 +295,15 @@ def train(spec: TrainSpec, task: Task, optimizers: dict[str, torch.optim.Optimiz
         if mirror is not None:
             mirror.log({k: v for k, v in entry.items() if k != "step"}, step=state.it)
         checkpointer.maybe_save(spec, state)
+
+
+def set_mode(optimizers: dict[str, torch.optim.Optimizer], mode: str) -> None:
+    """Optimisers that evaluate at other weights than they train at (schedule-free ones) have
+    train() and eval(): evaluations and the end-of-run metrics see their eval weights."""
+    for opt in optimizers.values():
+        switch = getattr(opt, mode, None)
+        if callable(switch):
+            switch()
 
 
 class OptimizerStepper:

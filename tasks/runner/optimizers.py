@@ -1,55 +1,77 @@
 """Building optimisers from the ``optimizer`` config group: the one factory of the suite.
 
-nero, madam and lamb come from the ``nero`` library; sgd and adam from ``torch.optim``. The
-config's ``name`` picks the class; every other key is either a constructor argument of that
-class or one of the runner's own keys below. Unknown keys fail loudly, so a typo cannot turn
-into a silently different baseline.
+An optimiser config names any importable ``torch.optim.Optimizer`` subclass with ``_target_``
+(Hydra's convention) and gives its constructor's keyword arguments; ``lr`` and the runner's own
+keys below are read here. A file holding ``_target_``, ``lr`` and the class's arguments is a
+complete optimiser: ``conf/optimizer/<name>.yaml`` in this repository, in a folder of the user's
+on Hydra's search path (``hydra.searchpath=[file:///my/configs]``), or put together on the
+command line. Arguments are checked against the class's signature, so a misspelt one fails in one
+line that names the accepted ones, instead of turning into a silently different baseline.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
+import inspect
 import math
 from collections.abc import Iterable, Mapping
+from functools import cache
 from typing import Any
 
 import torch
 
-from nero import LAMB, Madam, Nero
 from tasks.errors import UserError
 
-# Keys of the optimizer config that the runner uses itself (not passed to the constructor).
-RUNNER_KEYS = {"name", "id", "lr", "grad_clip", "modules"}
-
-_ARGS: dict[str, tuple[type[torch.optim.Optimizer], set[str]]] = {
-    "nero": (Nero, {"beta", "mean_constraint", "norm_constraint", "bias_scale", "fused"}),
-    "madam": (Madam, {"p_scale", "g_bound", "beta", "constraints", "fused"}),
-    "lamb": (LAMB, {"betas", "eps", "weight_decay", "constraints", "max_weight_norm",
-                    "bias_correction", "foreach", "fused"}),
-    "sgd": (torch.optim.SGD, {"momentum", "weight_decay", "nesterov", "dampening", "foreach"}),
-    "adam": (torch.optim.Adam, {"betas", "eps", "weight_decay", "amsgrad", "foreach", "fused"}),
-}
+# Keys of an optimizer config that the runner uses itself (not passed to the constructor):
+# the class, the base lr (schedules scale it), global-norm clipping (wins over the task's when
+# set; 0 turns clipping off) and per-role overrides, e.g. {D: {betas: [0.9, 0.999]}} for the GAN.
+RUNNER_KEYS = {"_target_", "lr", "grad_clip", "modules"}
 
 
-def names() -> list[str]:
-    return sorted(_ARGS)
+def optimizer_class(cfg: Mapping[str, Any]) -> type[torch.optim.Optimizer]:
+    target = cfg.get("_target_")
+    if not target:
+        raise UserError("the optimizer config names no class: set optimizer._target_ (e.g. "
+                        "torch.optim.AdamW, or mypackage.MyOptimizer)")
+    return _import(str(target))
+
+
+@cache
+def _import(target: str) -> type[torch.optim.Optimizer]:
+    module, _, name = target.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name) if module else None
+    except (ImportError, AttributeError) as err:
+        raise UserError(f"optimizer._target_ {target!r} cannot be imported ({err}); install its "
+                        "package or correct the name") from None
+    if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+        raise UserError(f"optimizer._target_ {target!r} is not a torch.optim.Optimizer class")
+    return cls
+
+
+def accepted(cls: type[torch.optim.Optimizer]) -> set[str] | None:
+    """The keyword arguments the class's constructor takes besides params and lr; None when it
+    takes any (``**kwargs``)."""
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]  # without self
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return {p.name for p in params
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {"params", "lr"}
 
 
 def kwargs_for(cfg: Mapping[str, Any], role: str) -> dict[str, Any]:
     """Constructor arguments for the optimiser of ``role``, per-module overrides applied."""
-    name = cfg["name"]
-    if name not in _ARGS:
-        raise UserError(f"unknown optimizer {name!r}: choose one of {', '.join(names())}")
-    allowed = _ARGS[name][1]
+    cls = optimizer_class(cfg)
     merged = {k: v for k, v in cfg.items() if k not in RUNNER_KEYS}
     merged.update((cfg.get("modules") or {}).get(role, {}) or {})
-    unknown = sorted(set(merged) - allowed)
+    allowed = accepted(cls)
+    unknown = sorted(set(merged) - allowed) if allowed is not None else []
     if unknown:
         raise UserError(
-            f"optimizer {name!r} has no option {', '.join(unknown)}; it accepts "
-            f"{', '.join(sorted(allowed | {'lr', 'grad_clip'}))}"
-        )
-    out = {k: (tuple(v) if isinstance(v, list) else v) for k, v in merged.items() if v is not None}
-    return out
+            f"optimizer {cls.__name__} has no option {', '.join(unknown)}; it accepts "
+            f"{', '.join(sorted(allowed | {'lr'}))} (and the runner's grad_clip and modules)")
+    return {k: (tuple(v) if isinstance(v, list) else v) for k, v in merged.items() if v is not None}
 
 
 def check_lr(lr: Any) -> float:
@@ -60,8 +82,9 @@ def check_lr(lr: Any) -> float:
 
 
 def check_options(cfg: Mapping[str, Any]) -> None:
-    """Refuse, in one line, an optimiser config that could not build its optimisers: unknown
-    options, bad lr or clipping, and values the class itself rejects (tried on a dummy tensor)."""
+    """Refuse, in one line, an optimiser config that could not build its optimisers: no class,
+    unknown options, bad lr or clipping, and values the class itself rejects (tried on a dummy
+    tensor)."""
     check_lr(cfg.get("lr"))
     clip = cfg.get("grad_clip")
     if clip is not None and (isinstance(clip, bool) or not isinstance(clip, int | float)
@@ -75,9 +98,23 @@ def build_optimizer(params: Iterable[Any], cfg: Mapping[str, Any],
                     role: str = "model") -> torch.optim.Optimizer:
     lr = check_lr(cfg["lr"])
     kwargs = kwargs_for(cfg, role)
-    cls = _ARGS[cfg["name"]][0]
+    cls = optimizer_class(cfg)
     try:
         return cls(params, lr=lr, **kwargs)
     except (TypeError, ValueError) as err:  # the class's own checks, e.g. beta outside [0, 1)
-        raise UserError(f"optimizer {cfg['name']!r}: {str(err).splitlines()[0]} (options: "
+        raise UserError(f"optimizer {cls.__name__}: {str(err).splitlines()[0]} (options: "
                         f"{', '.join(f'{k}={v!r}' for k, v in kwargs.items())})") from None
+
+
+def describe(cfg: Mapping[str, Any]) -> dict[str, str | None]:
+    """The optimiser's class, and the package (with its version) it came from, for the record."""
+    cls = optimizer_class(cfg)
+    top = cls.__module__.split(".")[0]
+    dists = importlib.metadata.packages_distributions().get(top, [])
+    package = dists[0] if dists else top
+    try:
+        version = importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        version = getattr(importlib.import_module(top), "__version__", None)
+    return {"class": f"{cls.__module__}.{cls.__qualname__}", "package": package,
+            "version": version}
