@@ -20,9 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-from tasks.analysis import cli as aggregate
 from tasks.analysis.tables import TABLE1_OPTIMIZERS
-from tasks.runner.sweeps import TABLE1_TASKS, run_sweeps
+from tasks.runner.sweeps import TABLE1_TASKS, run_sweeps, write_artefacts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,15 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     parallel = len(sweeps) if args.launcher == "slurm" else 1
     failed = run_sweeps(sweeps, parallel, sweep_args, out, logger, env)
-    print(f"\n=== artefacts from {out} ({time.time() - started:.0f}s of sweeps)", flush=True)
     optimizers = ",".join(dict.fromkeys([*TABLE1_OPTIMIZERS, args.optimizer]))
-    code = aggregate.main([str(out), "--optimizers", optimizers,
-                           "--only", "table1,fig4,fig5,fig6,fig7,fig8,lr_sensitivity,profile"])
-    if failed:
-        print(f"error: the sweeps of {', '.join(failed)} did not finish cleanly; run the same "
-              "command again to resume or retry them", file=sys.stderr)
-        return 1
-    return code
+    return write_artefacts(out, failed, started, "--optimizers", optimizers, "--only",
+                           "table1,fig4,fig5,fig6,fig7,fig8,lr_sensitivity,profile")
 
 
 if __name__ == "__main__":

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from tasks.runner.sweeps import REPO, SWEEPS, TABLE1_TASKS, run_sweeps, sweeps_for
+from tasks.runner.sweeps import SWEEPS, TABLE1_TASKS, run_sweeps, sweeps_for, write_artefacts
 
 
 def main() -> int:
@@ -51,14 +50,7 @@ def main() -> int:
     sweeps = sweeps_for(args.artefacts, args.tasks.split(","))
     parallel = args.parallel or (len(sweeps) if args.launcher == "slurm" else 1)
     failed = run_sweeps(sweeps, parallel, args, out, logger, env)
-    print(f"\n=== artefacts from {out} ({time.time() - started:.0f}s of sweeps)", flush=True)
-    code = subprocess.run([sys.executable, str(REPO / "scripts" / "aggregate.py"), str(out)],
-                          cwd=REPO).returncode
-    if failed:
-        print(f"error: the sweeps of {', '.join(failed)} did not finish cleanly; run the same "
-              "command again to resume or retry them", file=sys.stderr)
-        return 1
-    return code
+    return write_artefacts(out, failed, started)
 
 
 if __name__ == "__main__":

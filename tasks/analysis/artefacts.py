@@ -439,14 +439,22 @@ def appendix_a(rec: Records, out: Path, optimizers: Optimizers = PAPER) -> Outco
     return outcome
 
 
-def lr_sensitivity(rec: Records, out: Path, optimizers: Optimizers = PAPER) -> Outcome:
+def _table1_view(name: str, rec: Records, optimizers: Optimizers
+                 ) -> tuple[tables.Table, list[Entry], Outcome]:
+    """Table 1's cells for a view beyond the paper, and the runs behind them."""
     table = tables.table1(rec, optimizers)
-    outcome = Outcome("lr_sensitivity")
+    outcome = Outcome(name)
     used = [r for c in table.cells.values() for r in c.records]
     if not used:
         outcome.skipped = "no records of the table1 sweep"
+    return table, used, outcome
+
+
+def lr_sensitivity(rec: Records, out: Path, optimizers: Optimizers = PAPER) -> Outcome:
+    table, used, outcome = _table1_view("lr_sensitivity", rec, optimizers)
+    if outcome.skipped:
         return outcome
-    fig, axes = figures.grid(2, 3)
+    fig, axes = figures.grid(math.ceil(len(table.tasks) / 3), 3)
     for task, ax in zip(table.tasks, [a for row in axes for a in row]):
         for o in table.optimizers:
             scores = table.cells[(task["task"], o)].lr_values
@@ -464,11 +472,8 @@ def lr_sensitivity(rec: Records, out: Path, optimizers: Optimizers = PAPER) -> O
 
 
 def profile(rec: Records, out: Path, optimizers: Optimizers = PAPER) -> Outcome:
-    table = tables.table1(rec, optimizers)
-    outcome = Outcome("profile")
-    used = [r for c in table.cells.values() for r in c.records]
-    if not used:
-        outcome.skipped = "no records of the table1 sweep"
+    table, used, outcome = _table1_view("profile", rec, optimizers)
+    if outcome.skipped:
         return outcome
     taus = [1.0 + 0.05 * i for i in range(181)]
     fractions = tables.performance_profile(table, taus)

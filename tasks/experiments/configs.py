@@ -159,45 +159,48 @@ class _Text:
 
 
 @dataclass
-class Wikitext2Config(_Text, TaskConfig):
+class _Wikitext2(_Text):
+    """E5's word-level Wikitext-2: streams of ``bptt`` tokens."""
+
     real_data: ClassVar[tuple[str, ...]] = ("wikitext2",)
+    bptt: int = MISSING
+    eval_batch_size: int = MISSING
+    synthetic_tokens: Optional[int] = None  # noqa: UP045
+
+    def _check_stream(self, width: str, heads: str) -> None:
+        self._check_text()
+        positive(self, "bptt", "eval_batch_size")
+        positive(self, "synthetic_tokens", allow_none=True)
+        w, h = getattr(self, width), getattr(self, heads)
+        require(w % h == 0, f"task.{width} ({w}) must be a multiple of task.{heads} ({h})")
+
+
+@dataclass
+class Wikitext2Config(_Wikitext2, TaskConfig):
     emsize: int = MISSING
     nhead: int = MISSING
     nhid: int = MISSING
     nlayers: int = MISSING
-    bptt: int = MISSING
-    eval_batch_size: int = MISSING
-    synthetic_tokens: Optional[int] = None  # noqa: UP045
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self._check_text()
-        positive(self, "emsize", "nhead", "nhid", "nlayers", "bptt", "eval_batch_size")
-        positive(self, "synthetic_tokens", allow_none=True)
-        require(self.emsize % self.nhead == 0,
-                f"task.emsize ({self.emsize}) must be a multiple of task.nhead ({self.nhead})")
+        positive(self, "emsize", "nhead", "nhid", "nlayers")
+        self._check_stream("emsize", "nhead")
 
 
 @dataclass
-class Gpt2Config(_Text, TaskConfig):
+class Gpt2Config(_Wikitext2, TaskConfig):
     """Beyond the paper: GPT-2's architecture on E5's data and schedule."""
 
-    real_data: ClassVar[tuple[str, ...]] = ("wikitext2",)
     n_embd: int = MISSING
     n_layer: int = MISSING
     n_head: int = MISSING
     n_inner: int = MISSING
-    bptt: int = MISSING
-    eval_batch_size: int = MISSING
-    synthetic_tokens: Optional[int] = None  # noqa: UP045
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self._check_text()
-        positive(self, "n_embd", "n_layer", "n_head", "n_inner", "bptt", "eval_batch_size")
-        positive(self, "synthetic_tokens", allow_none=True)
-        require(self.n_embd % self.n_head == 0,
-                f"task.n_embd ({self.n_embd}) must be a multiple of task.n_head ({self.n_head})")
+        positive(self, "n_embd", "n_layer", "n_head", "n_inner")
+        self._check_stream("n_embd", "n_head")
 
 
 @dataclass

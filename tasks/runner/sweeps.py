@@ -73,3 +73,17 @@ def run_sweeps(sweeps: list[tuple[str, str | None]], parallel: int, args: argpar
                     failed.append(name)
         time.sleep(0.5)
     return failed
+
+
+def write_artefacts(out: Path, failed: list[str], started: float, *options: str) -> int:
+    """After the sweeps: every artefact their records allow, then the exit status (1 when a
+    sweep did not finish cleanly: running the same command again resumes or retries it)."""
+    from tasks.analysis import cli
+
+    print(f"\n=== artefacts from {out} ({time.time() - started:.0f}s of sweeps)", flush=True)
+    code = cli.main([str(out), *options])
+    if failed:
+        print(f"error: the sweeps of {', '.join(failed)} did not finish cleanly; run the same "
+              "command again to resume or retry them", file=sys.stderr)
+        return 1
+    return code
