@@ -111,82 +111,29 @@ def _train_cell(cfg: DictConfig, ident: identity.Identity, out: Path, main: bool
         checkpoints.remove_stale_temporaries(out)
         if cfg.force:
             ckpt_path.unlink(missing_ok=True)
-    device = resolve_device(str(cfg.device))
-    if world > 1 and device.type == "cuda":
-        device = torch.device("cuda", local_rank)
-    if cfg.threads:
-        torch.set_num_threads(int(cfg.threads))
-    seed_everything(ident.seed, device, cfg.deterministic)
-
-    if not cfg.download:  # a missing file fails now, never after a network timeout
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    task: Task = get_task(ident.task)(cfg.task, RunContext(
-        device=device, data_dir=Path(str(cfg.data_dir)), run_dir=out, seed=ident.seed,
-        download=bool(cfg.download)))
-    modules = task.modules()
-    optimizers = {role: build_optimizer(task.param_groups(role), cfg.optimizer, role)
-                  for role in modules}
-    for opt in optimizers.values():
-        for group in opt.param_groups:
-            group["base_lr"] = group["lr"]
+    device = _prepare_process(cfg, ident, world, local_rank)
+    task, optimizers = _build(cfg, ident, out, device)
     spec = TrainSpec.resolve(cfg, task.epochs, task.steps_per_epoch(), device)
     if spec.compile:
-        for m in modules.values():
+        for m in task.modules().values():
             m.compile()
 
-    state = TrainState(series={k: [] for k in task.step_series})
-    clock = Clock()
-    mirror: WandbMirror | None = None
+    state, clock = TrainState(series={k: [] for k in task.step_series}), Clock()
     checkpointer = Checkpointer(ckpt_path, ident.fingerprint, main, clock, lambda: {
-        "modules": {r: m.state_dict() for r, m in modules.items()},
+        "modules": {r: m.state_dict() for r, m in task.modules().items()},
         "optimizers": {r: o.state_dict() for r, o in optimizers.items()},
         "task": task.state_dict(),
         "rng": checkpoints.rng_state(),
-        "wandb_id": mirror.run_id if mirror is not None else None,
     })
     progress = Progress(spec.total_steps, 0, ident.label(), enabled=main and cfg.progress)
     notes: list[str] = []
-    payload: dict[str, Any] = {}
-    if ckpt_path.exists():
-        payload = checkpoints.load(ckpt_path, ident.fingerprint)
-        for role, m in modules.items():
-            m.load_state_dict(payload["modules"][role])
-        for role, opt in optimizers.items():
-            opt.load_state_dict(payload["optimizers"][role])
-        task.load_state_dict(payload["task"])
-        state.load_state_dict(payload["state"], device)
-        checkpoints.set_rng_state(payload["rng"])
-        clock.before = state.elapsed
-        progress.line(f"resuming {out} from epoch {state.epoch + 1}, item {state.pos}")
-        if payload.get("threads") not in (None, torch.get_num_threads()):
-            notes.append(f"resumed with {torch.get_num_threads()} CPU threads after "
-                         f"{payload['threads']}: float sums may round differently from an "
-                         "uninterrupted run")
-            progress.line(f"note: {notes[-1]}")
-    progress.done = state.it
-
+    wandb_id = _resume(ckpt_path, ident, task, optimizers, state, clock, progress, notes, device)
     config = identity.plain(cfg)
+    mirror = None
     if config["logger"]["name"] == "wandb" and main:
-        mirror = WandbMirror(config["logger"], ident, config, out, progress.line,
-                             run_id=payload.get("wandb_id"))
-    record: dict[str, Any] = {
-        "schema": records.SCHEMA,
-        "identity": ident.as_dict(),
-        **ident.as_dict(),
-        "variant_name": ident.variant_name,
-        "fingerprint": ident.fingerprint,
-        "optimizer_family": choices_of(cfg).get("optimizer_family", "none"),
-        "optimizer_class": describe(config["optimizer"]),
-        "metric": task.metric,
-        "goal": task.goal,
-        "device": str(device) if world == 1 else f"{world} x {device.type} (DDP)",
-        "hardware": records.hardware(device),
-        "versions": records.versions(),
-        "git": records.git_state(REPO),
-        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "config": config,
-    }
+        mirror = WandbMirror(config["logger"], ident, config, out, progress.line, run_id=wandb_id)
+        checkpointer.wandb_id = mirror.run_id  # a resumed process continues this W&B run
+    record = _record_head(cfg, ident, config, task, device, world)
 
     # -- 4: training, and 5: the record ------------------------------------------------------------
     try:
@@ -207,6 +154,99 @@ def _train_cell(cfg: DictConfig, ident: identity.Identity, out: Path, main: bool
     finally:
         progress.close()
         task.close()
+    _record_tail(record, task, state, clock, notes)
+    distributed.barrier()
+    if main:
+        records.write(out / records.RECORD, record)
+        if record["status"] == "ok" and ckpt_path.exists() and not spec.keep_checkpoint:
+            ckpt_path.unlink()
+    if mirror is not None:
+        mirror.finish(record, exit_code=0 if record["status"] == "ok" else 1)
+    progress.line(_summary(record))
+    record["_path"] = str(out / records.RECORD)
+    return record
+
+
+def _prepare_process(cfg: DictConfig, ident: identity.Identity, world: int,
+                     local_rank: int) -> torch.device:
+    """The device, threads, seeds and offline switches of this process."""
+    device = resolve_device(str(cfg.device))
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    seed_everything(ident.seed, device, cfg.deterministic)
+    if not cfg.download:  # a missing file fails now, never after a network timeout
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    return device
+
+
+def _build(cfg: DictConfig, ident: identity.Identity, out: Path,
+           device: torch.device) -> tuple[Task, dict[str, torch.optim.Optimizer]]:
+    """The task, then one optimiser per role (after the model: Nero projects it when built)."""
+    task: Task = get_task(ident.task)(cfg.task, RunContext(
+        device=device, data_dir=Path(str(cfg.data_dir)), run_dir=out, seed=ident.seed,
+        download=bool(cfg.download)))
+    optimizers = {role: build_optimizer(task.param_groups(role), cfg.optimizer, role)
+                  for role in task.modules()}
+    for opt in optimizers.values():
+        for group in opt.param_groups:
+            group["base_lr"] = group["lr"]
+    return task, optimizers
+
+
+def _resume(path: Path, ident: identity.Identity, task: Task,
+            optimizers: dict[str, torch.optim.Optimizer], state: TrainState, clock: Clock,
+            progress: Progress, notes: list[str], device: torch.device) -> str | None:
+    """Everything a checkpoint of this configuration holds, back in place; returns the W&B run
+    of the interrupted process."""
+    if not path.exists():
+        return None
+    payload = checkpoints.load(path, ident.fingerprint)
+    for role, m in task.modules().items():
+        m.load_state_dict(payload["modules"][role])
+    for role, opt in optimizers.items():
+        opt.load_state_dict(payload["optimizers"][role])
+    task.load_state_dict(payload["task"])
+    state.load_state_dict(payload["state"], device)
+    checkpoints.set_rng_state(payload["rng"])
+    clock.before = state.elapsed
+    progress.done = state.it
+    progress.line(f"resuming {path.parent} from epoch {state.epoch + 1}, item {state.pos}")
+    if payload.get("threads") not in (None, torch.get_num_threads()):
+        notes.append(f"resumed with {torch.get_num_threads()} CPU threads after "
+                     f"{payload['threads']}: float sums may round differently from an "
+                     "uninterrupted run")
+        progress.line(f"note: {notes[-1]}")
+    return payload.get("wandb_id")
+
+
+def _record_head(cfg: DictConfig, ident: identity.Identity, config: dict[str, Any], task: Task,
+                 device: torch.device, world: int) -> dict[str, Any]:
+    """What a record says before training: the run's identity, configuration and provenance."""
+    return {
+        "schema": records.SCHEMA,
+        "identity": ident.as_dict(),
+        **ident.as_dict(),
+        "variant_name": ident.variant_name,
+        "fingerprint": ident.fingerprint,
+        "optimizer_family": choices_of(cfg).get("optimizer_family", "none"),
+        "optimizer_class": describe(config["optimizer"]),
+        "metric": task.metric,
+        "goal": task.goal,
+        "device": str(device) if world == 1 else f"{world} x {device.type} (DDP)",
+        "hardware": records.hardware(device),
+        "versions": records.versions(),
+        "git": records.git_state(REPO),
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "config": config,
+    }
+
+
+def _record_tail(record: dict[str, Any], task: Task, state: TrainState, clock: Clock,
+                 notes: list[str]) -> None:
+    """What a record says after training: the metric, the history and how it ended."""
     evaluated = [e[task.metric] for e in state.history if e.get(task.metric) is not None]
     record.update(
         final=records.finite_or_none(evaluated[-1]) if evaluated else None,
@@ -222,16 +262,6 @@ def _train_cell(cfg: DictConfig, ident: identity.Identity, out: Path, main: bool
     )
     if record["status"] == "ok" and record["final"] is None:
         record.update(status="failed", reason=f"{task.metric} was never available")
-    distributed.barrier()
-    if main:
-        records.write(out / records.RECORD, record)
-        if record["status"] == "ok" and ckpt_path.exists() and not spec.keep_checkpoint:
-            ckpt_path.unlink()
-    if mirror is not None:
-        mirror.finish(record, exit_code=0 if record["status"] == "ok" else 1)
-    progress.line(_summary(record))
-    record["_path"] = str(out / records.RECORD)
-    return record
 
 
 # -- 4: the loop -------------------------------------------------------------------------------------
@@ -343,6 +373,7 @@ class Checkpointer:
         self.path, self.fingerprint, self.enabled = path, fingerprint, enabled
         self.clock, self.parts = clock, parts
         self.last = time.monotonic()
+        self.wandb_id: str | None = None  # the W&B run a resumed process continues
 
     def maybe_save(self, spec: TrainSpec, state: TrainState) -> None:
         if spec.checkpoint_due(state, time.monotonic() - self.last):
@@ -353,7 +384,8 @@ class Checkpointer:
         saved = state.state_dict()  # on every rank: it freezes the step series
         if self.enabled:
             checkpoints.save(self.path, {"fingerprint": self.fingerprint, "state": saved,
-                                         "threads": torch.get_num_threads(), **self.parts()})
+                                         "threads": torch.get_num_threads(),
+                                         "wandb_id": self.wandb_id, **self.parts()})
         self.last = time.monotonic()
 
 
