@@ -1,5 +1,4 @@
-"""What Nero, Madam and LAMB share: validation, fp32 state, closures, the CPU kernels and
-non-finite reporting."""
+"""What Nero, Madam and LAMB share: validation, fp32 state, closures and non-finite reporting."""
 
 from __future__ import annotations
 
@@ -12,8 +11,6 @@ from typing import Any
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
-
-from . import _native
 
 
 def check_lr(lr: Any) -> float:
@@ -63,24 +60,6 @@ class NeuronOptimizer(Optimizer):
             return None
         with torch.enable_grad():
             return closure()
-
-    def _native_first(
-        self, group: dict[str, Any], params: list[Tensor], *state_keys: str
-    ) -> tuple[list[Tensor], int]:
-        """Run the CPU kernel (``self._native_update``) on the tensors it can take.
-
-        Returns the tensors left for the other paths and the kernel's count of non-finite
-        units (0 where it counts none or did not run).
-        """
-        native = [p for p in params if _native.eligible(p, *(self.state[p][k] for k in state_keys))]
-        if not native or (lib := _native.load()) is None:
-            return params, 0
-        bad = self._native_update(lib, group, native) or 0
-        done = {id(p) for p in native}
-        return [p for p in params if id(p) not in done], bad
-
-    def _native_update(self, lib: Any, group: dict[str, Any], params: list[Tensor]) -> int | None:
-        raise NotImplementedError
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """As ``Optimizer.load_state_dict``, but floating state keeps its saved dtype (float32).

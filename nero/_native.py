@@ -36,7 +36,7 @@ from torch import Tensor
 
 from ._functional import fan_in, rows_view, units
 
-__all__ = ["load", "SOURCE", "eligible", "grad_like", "layout", "run"]
+__all__ = ["load", "SOURCE", "eligible", "take", "grad_like", "layout", "run"]
 
 # The kernels' C++ source, shipped with the package and compiled on first use.
 SOURCE = (Path(__file__).with_name("csrc") / "kernels.cpp").read_text()
@@ -163,9 +163,21 @@ def eligible(p: Tensor, *state: Tensor) -> bool:
     )
 
 
-def grad_like(p: Tensor) -> Tensor:
-    """``p.grad`` in ``p``'s dtype and memory layout (copied only where it differs)."""
-    g = p.grad
+def take(items: list[tuple], n_state: int) -> tuple[list[tuple], list[tuple], ctypes.CDLL | None]:
+    """Split ``(param, grad, *state, ...)`` tuples into those the kernels take and the rest.
+
+    ``n_state`` state tensors follow the gradient in each tuple. Returns (taken, rest, library);
+    nothing is taken where no tensor is eligible or the kernels cannot be built.
+    """
+    taken = [it for it in items if eligible(it[0], *it[2 : 2 + n_state])]
+    if not taken or (lib := load()) is None:
+        return [], items, None
+    ids = {id(it[0]) for it in taken}
+    return taken, [it for it in items if id(it[0]) not in ids], lib
+
+
+def grad_like(p: Tensor, g: Tensor) -> Tensor:
+    """The gradient ``g`` of ``p`` in ``p``'s dtype and memory layout (copied where it differs)."""
     if g.stride() == p.stride() and g.dtype == p.dtype:
         return g
     return torch.empty_like(p).copy_(g)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -13,7 +13,7 @@ from ._base import NeuronOptimizer, check_beta, check_lr, check_positive, dense_
 from ._functional import lamb_update_, project_, state_dtype
 from ._native import I64, U8
 
-__all__ = ["LAMB"]
+__all__ = ["LAMB", "lamb"]
 
 
 class LAMB(NeuronOptimizer):
@@ -54,6 +54,7 @@ class LAMB(NeuronOptimizer):
             all those tensors of a group share a device and are float32).
         fused: float32 CPU tensors through the C++ kernel of :mod:`nero._native` (two passes
             over memory; the default where it builds); False leaves them to ``foreach``.
+            :func:`lamb` picks the path per tensor.
     """
 
     _name = "LAMB"
@@ -118,94 +119,152 @@ class LAMB(NeuronOptimizer):
                     state["exp_avg_sq"] = torch.zeros_like(p, dtype=state_dtype(p))
                 state["step"] += 1
                 params.append(p)
-            if self._fused is not False:
-                params, _ = self._native_first(group, params, "exp_avg", "exp_avg_sq")
-            if not params:
-                continue
-            if self._use_foreach(params):
-                self._foreach_group(group, params)
-            else:
-                for p in params:
-                    self._plain_update(group, p)
+            states = [self.state[p] for p in params]
+            beta1, beta2 = group["betas"]
+            lamb(
+                params,
+                [p.grad for p in params],
+                [s["exp_avg"] for s in states],
+                [s["exp_avg_sq"] for s in states],
+                [s["step"] for s in states],
+                lr=group["lr"],
+                beta1=beta1,
+                beta2=beta2,
+                eps=group["eps"],
+                weight_decay=group["weight_decay"],
+                max_weight_norm=group["max_weight_norm"],
+                bias_correction=group["bias_correction"],
+                constraints=group["constraints"],
+                foreach=self._foreach,
+                fused=self._fused,
+            )
         return loss
 
-    def _use_foreach(self, params: list[Tensor]) -> bool:
-        if self._foreach is not None:
-            return self._foreach
-        # Low-precision parameters keep fp32 state, which the multi-tensor kernels cannot mix.
-        first = params[0]
-        return all(p.device == first.device and p.dtype == torch.float32 for p in params)
 
-    def _plain_update(self, group: dict[str, Any], p: Tensor) -> None:
-        state = self.state[p]
-        beta1, beta2 = group["betas"]
-        lamb_update_(
-            p,
-            p.grad,
-            state["exp_avg"],
-            state["exp_avg_sq"],
-            step=state["step"],
-            lr=group["lr"],
-            beta1=beta1,
-            beta2=beta2,
-            eps=group["eps"],
-            weight_decay=group["weight_decay"],
-            max_weight_norm=group["max_weight_norm"],
-            bias_correction=group["bias_correction"],
-            constraints=group["constraints"],
-        )
+class _Hyper(NamedTuple):
+    lr: float
+    beta1: float
+    beta2: float
+    eps: float
+    weight_decay: float
+    max_weight_norm: float
+    bias_correction: bool
+    constraints: bool
 
-    def _native_update(self, lib: Any, group: dict[str, Any], params: list[Tensor]) -> None:
-        """Every float32 CPU tensor of the group in one call of the C++ kernel (see _native)."""
-        beta1, beta2 = group["betas"]
-        steps = {self.state[p]["step"] for p in params}
-        if group["bias_correction"] and len(steps) > 1:  # one correction per call: split by step
-            for step in sorted(steps):
-                self._native_update(lib, group, [p for p in params if self.state[p]["step"] == step])
-            return
-        step = steps.pop()
-        c1, c2 = (1.0 - beta1**step, 1.0 - beta2**step) if group["bias_correction"] else (1.0, 1.0)
-        grads = [_native.grad_like(p) for p in params]  # alive until the kernel returns
-        rows = [
-            (*_native.layout(p), p.data_ptr(), g.data_ptr(), self.state[p]["exp_avg"].data_ptr(),
-             self.state[p]["exp_avg_sq"].data_ptr(), int(group["constraints"] and p.dim() > 1))
-            for p, g in zip(params, grads)
-        ]
-        scratch = torch.empty(2 * len(params) * torch.get_num_threads(), dtype=torch.float64)
-        _native.run(
-            lib, "lamb_step_f32", rows, (I64, I64, I64, I64, I64, I64, U8),
-            -group["lr"], beta1, 1.0 - beta1, beta2, 1.0 - beta2, c1, c2, group["eps"],
-            group["weight_decay"], group["max_weight_norm"], scratch.data_ptr(),
-        )
 
-    def _foreach_group(self, group: dict[str, Any], params: list[Tensor]) -> None:
-        beta1, beta2 = group["betas"]
-        grads = [p.grad for p in params]
-        ms = [self.state[p]["exp_avg"] for p in params]
-        vs = [self.state[p]["exp_avg_sq"] for p in params]
-        torch._foreach_mul_(ms, beta1)
-        torch._foreach_add_(ms, grads, alpha=1.0 - beta1)
-        torch._foreach_mul_(vs, beta2)
-        torch._foreach_addcmul_(vs, grads, grads, value=1.0 - beta2)
-        if group["bias_correction"]:
-            steps = [self.state[p]["step"] for p in params]
-            m_hat = torch._foreach_div(ms, [1.0 - beta1**s for s in steps])
-            v_hat = torch._foreach_div(vs, [1.0 - beta2**s for s in steps])
-        else:
-            m_hat, v_hat = ms, vs
-        updates = torch._foreach_sqrt(v_hat)
-        torch._foreach_add_(updates, group["eps"])
-        updates = torch._foreach_div(m_hat, updates)
-        if group["weight_decay"] != 0:
-            torch._foreach_add_(updates, params, alpha=group["weight_decay"])
-        weight_norms = torch.stack(torch._foreach_norm(params)).clamp_(0.0, group["max_weight_norm"])
-        update_norms = torch.stack(torch._foreach_norm(updates))
-        trust = torch.where(
-            (weight_norms > 0) & (update_norms > 0), weight_norms / update_norms, 1.0
-        )
-        torch._foreach_mul_(updates, list(trust.unbind()))
-        torch._foreach_add_(params, updates, alpha=-group["lr"])
-        if group["constraints"]:
-            for p in params:
-                if p.dim() > 1:
-                    project_(p)
+# One tensor's part of a step: (param, grad, exp_avg, exp_avg_sq, step).
+_Item = tuple[Tensor, Tensor, Tensor, Tensor, int]
+
+
+@torch.no_grad()
+def lamb(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    steps: list[int],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    max_weight_norm: float,
+    bias_correction: bool,
+    constraints: bool,
+    foreach: bool | None = None,
+    fused: bool | None = None,
+) -> None:
+    """LAMB's step on a list of tensors, the functional form of :class:`LAMB`; it picks the
+    path for each tensor.
+
+    ``exp_avgs`` and ``exp_avg_sqs`` are updated in place; ``steps`` are each tensor's 1-based
+    update counts. Unless ``fused`` is False, float32 CPU tensors take the C++ kernel of
+    :mod:`nero._native`; the rest take the multi-tensor path (``foreach``; None: where they
+    share a device and are float32) or the plain path :func:`nero._functional.lamb_update_`.
+    """
+    hyper = _Hyper(
+        lr, beta1, beta2, eps, weight_decay, max_weight_norm, bias_correction, constraints
+    )
+    todo: list[_Item] = list(zip(params, grads, exp_avgs, exp_avg_sqs, steps))
+    if fused is not False:
+        taken, todo, lib = _native.take(todo, n_state=2)
+        if taken:
+            _native_lamb(lib, taken, hyper)
+    if not todo:
+        return
+    if foreach if foreach is not None else _foreach_fits([it[0] for it in todo]):
+        _multi_tensor_lamb(todo, hyper)
+    else:
+        for item in todo:
+            _single_tensor_lamb(item, hyper)
+
+
+def _foreach_fits(params: list[Tensor]) -> bool:
+    # Low-precision parameters keep fp32 state, which the multi-tensor kernels cannot mix.
+    first = params[0]
+    return all(p.device == first.device and p.dtype == torch.float32 for p in params)
+
+
+def _single_tensor_lamb(item: _Item, hyper: _Hyper) -> None:
+    p, g, exp_avg, exp_avg_sq, step = item
+    lamb_update_(
+        p, g, exp_avg, exp_avg_sq, step=step, lr=hyper.lr, beta1=hyper.beta1, beta2=hyper.beta2,
+        eps=hyper.eps, weight_decay=hyper.weight_decay, max_weight_norm=hyper.max_weight_norm,
+        bias_correction=hyper.bias_correction, constraints=hyper.constraints,
+    )
+
+
+def _native_lamb(lib: Any, items: list[_Item], hyper: _Hyper) -> None:
+    """Every float32 CPU tensor in one call of the C++ kernel (one per step count where the
+    bias correction is on: the kernel takes one correction per call)."""
+    steps = {it[4] for it in items}
+    if hyper.bias_correction and len(steps) > 1:
+        for step in sorted(steps):
+            _native_lamb(lib, [it for it in items if it[4] == step], hyper)
+        return
+    step = steps.pop()
+    beta1, beta2 = hyper.beta1, hyper.beta2
+    c1, c2 = (1.0 - beta1**step, 1.0 - beta2**step) if hyper.bias_correction else (1.0, 1.0)
+    grads = [_native.grad_like(p, g) for p, g, *_ in items]  # alive until the kernel returns
+    rows = [
+        (*_native.layout(p), p.data_ptr(), g.data_ptr(), m.data_ptr(), v.data_ptr(),
+         int(hyper.constraints and p.dim() > 1))
+        for (p, _, m, v, _), g in zip(items, grads)
+    ]
+    scratch = torch.empty(2 * len(items) * torch.get_num_threads(), dtype=torch.float64)
+    _native.run(
+        lib, "lamb_step_f32", rows, (I64, I64, I64, I64, I64, I64, U8),
+        -hyper.lr, beta1, 1.0 - beta1, beta2, 1.0 - beta2, c1, c2, hyper.eps,
+        hyper.weight_decay, hyper.max_weight_norm, scratch.data_ptr(),
+    )
+
+
+def _multi_tensor_lamb(items: list[_Item], hyper: _Hyper) -> None:
+    params, grads, ms, vs, steps = (list(column) for column in zip(*items))
+    beta1, beta2 = hyper.beta1, hyper.beta2
+    torch._foreach_mul_(ms, beta1)
+    torch._foreach_add_(ms, grads, alpha=1.0 - beta1)
+    torch._foreach_mul_(vs, beta2)
+    torch._foreach_addcmul_(vs, grads, grads, value=1.0 - beta2)
+    if hyper.bias_correction:
+        m_hat = torch._foreach_div(ms, [1.0 - beta1**s for s in steps])
+        v_hat = torch._foreach_div(vs, [1.0 - beta2**s for s in steps])
+    else:
+        m_hat, v_hat = ms, vs
+    updates = torch._foreach_sqrt(v_hat)
+    torch._foreach_add_(updates, hyper.eps)
+    updates = torch._foreach_div(m_hat, updates)
+    if hyper.weight_decay != 0:
+        torch._foreach_add_(updates, params, alpha=hyper.weight_decay)
+    weight_norms = torch.stack(torch._foreach_norm(params)).clamp_(0.0, hyper.max_weight_norm)
+    update_norms = torch.stack(torch._foreach_norm(updates))
+    trust = torch.where(
+        (weight_norms > 0) & (update_norms > 0), weight_norms / update_norms, 1.0
+    )
+    torch._foreach_mul_(updates, list(trust.unbind()))
+    torch._foreach_add_(params, updates, alpha=-hyper.lr)
+    if hyper.constraints:
+        for p in params:
+            if p.dim() > 1:
+                project_(p)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -13,7 +13,7 @@ from ._base import NeuronOptimizer, check_beta, check_lr, check_positive, dense_
 from ._functional import madam_update_, state_dtype
 from ._native import F32, I64, U8
 
-__all__ = ["Madam"]
+__all__ = ["Madam", "madam"]
 
 
 class Madam(NeuronOptimizer):
@@ -44,7 +44,7 @@ class Madam(NeuronOptimizer):
         constraints: project neurons after each step (``MadamCS``; original default False).
         fused: float32 CPU tensors through the C++ kernel of :mod:`nero._native` (one pass
             over memory; the default where it builds); False keeps the plain per-tensor path.
-            Other tensors always take the plain path.
+            Other tensors always take the plain path. :func:`madam` picks the path per tensor.
     """
 
     _name = "Madam"
@@ -86,8 +86,7 @@ class Madam(NeuronOptimizer):
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Perform one optimisation step; ``closure`` re-evaluates the model and returns the loss."""
         loss = self._closure_loss(closure)
-        skipped: list[Tensor] = []
-        bad = 0  # non-finite entries counted by the CPU kernel
+        bad: Tensor | int = 0  # non-finite gradient entries, skipped
         last_step = 0
         for group in self.param_groups:
             params = []
@@ -105,39 +104,86 @@ class Madam(NeuronOptimizer):
                 state["step"] += 1
                 last_step = max(last_step, state["step"])
                 params.append(p)
-            if self._fused is not False:
-                params, found = self._native_first(group, params, "v")
-                bad += found
-            skipped += [(~self._plain_update(group, p)).sum() for p in params]
-        self._report_nonfinite(torch.stack(skipped).sum() + bad if skipped else bad, last_step)
+            states = [self.state[p] for p in params]
+            bad = bad + madam(
+                params,
+                [p.grad for p in params],
+                [s["v"] for s in states],
+                [s["step"] for s in states],
+                [s["max"] for s in states],
+                lr=group["lr"],
+                beta=group["beta"],
+                g_bound=group["g_bound"],
+                constraints=group["constraints"],
+                fused=self._fused,
+            )
+        self._report_nonfinite(bad, last_step)
         return loss
 
-    def _plain_update(self, group: dict[str, Any], p: Tensor) -> Tensor:
-        state = self.state[p]
-        return madam_update_(
-            p,
-            p.grad,
-            state["v"],
-            step=state["step"],
-            lr=group["lr"],
-            beta=group["beta"],
-            g_bound=group["g_bound"],
-            max_abs=state["max"],
-            constraints=group["constraints"],
-        )
 
-    def _native_update(self, lib: Any, group: dict[str, Any], params: list[Tensor]) -> int:
-        """Every float32 CPU tensor of the group in one call of the C++ kernel (see _native)."""
-        beta = group["beta"]
-        grads = [_native.grad_like(p) for p in params]  # alive until the kernel returns
-        rows = []
-        for p, g in zip(params, grads):
-            state = self.state[p]
-            rows.append((
-                *_native.layout(p), p.data_ptr(), g.data_ptr(), state["v"].data_ptr(),
-                1.0 - beta ** state["step"], state["max"], int(group["constraints"] and p.dim() > 1),
-            ))
-        dtypes = (I64, I64, I64, I64, I64, F32, F32, U8)
-        return int(_native.run(
-            lib, "madam_step_f32", rows, dtypes, -group["lr"], beta, 1.0 - beta, group["g_bound"]
-        ))
+class _Hyper(NamedTuple):
+    lr: float
+    beta: float
+    g_bound: float
+    constraints: bool
+
+
+# One tensor's part of a step: (param, grad, v, step, max_abs).
+_Item = tuple[Tensor, Tensor, Tensor, int, float]
+
+
+@torch.no_grad()
+def madam(
+    params: list[Tensor],
+    grads: list[Tensor],
+    vs: list[Tensor],
+    steps: list[int],
+    max_abs: list[float],
+    *,
+    lr: float,
+    beta: float,
+    g_bound: float,
+    constraints: bool,
+    fused: bool | None = None,
+) -> Tensor | int:
+    """Madam's step on a list of tensors, the functional form of :class:`Madam`; it picks the
+    path for each tensor.
+
+    ``vs`` are the per-element running averages (updated in place), ``steps`` each tensor's
+    1-based update count, ``max_abs`` each tensor's clamp bound. Unless ``fused`` is False,
+    float32 CPU tensors take the C++ kernel of :mod:`nero._native`; the rest take the plain
+    path :func:`nero._functional.madam_update_`. Returns the number of gradient entries
+    skipped as non-finite (a tensor, or an int).
+    """
+    hyper = _Hyper(lr, beta, g_bound, constraints)
+    todo: list[_Item] = list(zip(params, grads, vs, steps, max_abs))
+    bad: Tensor | int = 0
+    if fused is not False:
+        taken, todo, lib = _native.take(todo, n_state=1)
+        if taken:
+            bad = _native_madam(lib, taken, hyper)
+    skipped = [(~_single_tensor_madam(item, hyper)).sum() for item in todo]
+    return torch.stack(skipped).sum() + bad if skipped else bad
+
+
+def _single_tensor_madam(item: _Item, hyper: _Hyper) -> Tensor:
+    p, g, v, step, max_abs = item
+    return madam_update_(
+        p, g, v, step=step, lr=hyper.lr, beta=hyper.beta, g_bound=hyper.g_bound,
+        max_abs=max_abs, constraints=hyper.constraints,
+    )
+
+
+def _native_madam(lib: Any, items: list[_Item], hyper: _Hyper) -> int:
+    """Every float32 CPU tensor in one call of the C++ kernel; returns its non-finite count."""
+    grads = [_native.grad_like(p, g) for p, g, *_ in items]  # alive until the kernel returns
+    rows = [
+        (*_native.layout(p), p.data_ptr(), g.data_ptr(), v.data_ptr(),
+         1.0 - hyper.beta**step, max_abs, int(hyper.constraints and p.dim() > 1))
+        for (p, _, v, step, max_abs), g in zip(items, grads)
+    ]
+    dtypes = (I64, I64, I64, I64, I64, F32, F32, U8)
+    return int(_native.run(
+        lib, "madam_step_f32", rows, dtypes, -hyper.lr, hyper.beta, 1.0 - hyper.beta,
+        hyper.g_bound,
+    ))

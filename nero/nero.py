@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib.util
 import warnings
 from collections.abc import Callable, Iterable
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -25,7 +26,7 @@ from ._functional import (
 )
 from ._native import F32, I64, U8
 
-__all__ = ["Nero"]
+__all__ = ["Nero", "nero", "CompiledCache"]
 
 # Where the per-tensor scale of a tensor whose initial mean |p| (or mean row norm) is exactly
 # zero comes from: the authors' code uses 0.01, the paper's "default sigma_b for zero biases".
@@ -85,6 +86,7 @@ class Nero(NeuronOptimizer):
             :mod:`nero._native`), CUDA tensors through one compiled graph per group
             (torch.compile with Triton). None (default) uses it wherever it is available;
             False keeps the plain per-tensor reference path. Both agree to float32 rounding.
+            :func:`nero` picks the path per tensor.
     """
 
     _name = "Nero"
@@ -108,10 +110,8 @@ class Nero(NeuronOptimizer):
             norm_constraint=bool(constraints if norm_constraint is None else norm_constraint),
             bias_scale=check_positive(bias_scale, "bias_scale", allow_none=True),
         )
-        self._fused_request = fused
-        self._fused_broken = False
-        self._versions: dict[Tensor, int] = {}  # runtime only: see _fused_group
-        self._flat_scales: dict[int, tuple[tuple[int, ...], Tensor]] = {}
+        self._fused = fused
+        self._cache = CompiledCache()  # runtime only, never in state_dict()
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -136,31 +136,22 @@ class Nero(NeuronOptimizer):
         state["step"] = 0
         state["v"] = torch.zeros(units(p), dtype=state_dtype(p), device=p.device)
         state["scale"] = _initial_scale(p, group)
-        self._versions[p] = p._version
+        self._cache.wrote(p)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
-        self.__dict__.setdefault("_fused_request", None)
-        self.__dict__.setdefault("_fused_broken", False)
-        self.__dict__.setdefault("_versions", {})
-        self.__dict__.setdefault("_flat_scales", {})
+        self.__dict__.setdefault("_fused", self.__dict__.pop("_fused_request", None))
+        self.__dict__.setdefault("_cache", CompiledCache())
+        for key in ("_fused_broken", "_versions", "_flat_scales"):  # pickled by older releases
+            self.__dict__.pop(key, None)
         for group in self.param_groups:
             group.setdefault("bias_scale", None)
-
-    def _use_fused(self, params: list[Tensor]) -> bool:
-        if not params:
-            return False
-        if self._fused_request is not None:
-            return self._fused_request
-        device = params[0].device.type
-        return device == "cpu" or (device == "cuda" and importlib.util.find_spec("triton") is not None)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Perform one optimisation step; ``closure`` re-evaluates the model and returns the loss."""
         loss = self._closure_loss(closure)
-        sq_norms: list[Tensor] = []  # per-unit squared gradient norms, checked for non-finite
-        bad = 0  # non-finite units counted by the CPU kernel
+        bad: Tensor | int = 0  # units whose gradient was not finite, skipped
         last_step = 0
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None and p.numel() > 0]
@@ -171,146 +162,213 @@ class Nero(NeuronOptimizer):
                     self._init_param(p, group)
                 state["step"] += 1
                 last_step = max(last_step, state["step"])
-            if self._use_fused(params):
-                params, found = self._fast_update(group, params, sq_norms)
-                bad += found
-            sq_norms += [self._plain_update(group, p) for p in params]
-        if sq_norms:
-            flat = torch.cat([s.reshape(-1) for s in sq_norms])
-            bad = (~torch.isfinite(flat)).sum() + bad
+            states = [self.state[p] for p in params]
+            bad = bad + nero(
+                params,
+                [p.grad for p in params],
+                [s["v"] for s in states],
+                [s["step"] for s in states],
+                [s["scale"] for s in states],
+                lr=group["lr"],
+                beta=group["beta"],
+                mean_constraint=group["mean_constraint"],
+                norm_constraint=group["norm_constraint"],
+                fused=self._fused,
+                cache=self._cache,
+            )
         self._report_nonfinite(bad, last_step)
         return loss
 
-    def _fast_update(
-        self, group: dict[str, Any], params: list[Tensor], sq_norms: list[Tensor]
-    ) -> tuple[list[Tensor], int]:
-        """Update what a fast kernel can take; return the rest and a count of non-finite units.
 
-        Float32 CPU tensors go through the C++ kernel (:mod:`nero._native`), accelerator tensors
-        through one compiled graph per group; the rest (low-precision CPU tensors, layouts
-        without row views, or everything where no kernel could be built) stays for the plain
-        path. The compiled graph appends its squared gradient norms to ``sq_norms``.
-        """
-        params, bad = self._native_first(group, params, "v")
-        compiled = [p for p in params if p.device.type != "cpu" or _COMPILE_ON_CPU]
-        if compiled and not self._fused_broken:
-            sq_norms += self._fused_group(group, compiled)
-            done = {id(p) for p in compiled}
-            params = [p for p in params if id(p) not in done]
-        return params, bad
+@dataclass
+class CompiledCache:
+    """What the compiled path of :func:`nero` keeps between steps (never part of a state dict).
 
-    def _native_update(self, lib: Any, group: dict[str, Any], params: list[Tensor]) -> int:
-        """Every float32 CPU tensor of the group in one call of the C++ kernel (see _native)."""
-        beta, lr = group["beta"], group["lr"]
-        grads = [_native.grad_like(p) for p in params]  # alive until the kernel returns
-        rows = []
-        for p, g in zip(params, grads):
-            state = self.state[p]
-            weight = p.dim() > 1
-            centre, normalise = weight and group["mean_constraint"], weight and group["norm_constraint"]
-            rows.append((
-                *_native.layout(p), p.data_ptr(), g.data_ptr(), state["v"].data_ptr(),
-                -lr * state["scale"], 1.0 - beta ** state["step"], int(centre) | 2 * int(normalise),
-            ))
-        dtypes = (I64, I64, I64, I64, I64, F32, F32, U8)
-        return int(_native.run(lib, "nero_step_f32", rows, dtypes, beta, 1.0 - beta))
+    ``versions`` holds each weight's version counter as Nero last left it, so that a weight
+    changed elsewhere since (a loaded checkpoint, a manual edit) is recognised: it takes the
+    plain path once, whose two-pass projection is exact for any input, before the closed-form
+    compiled update (exact for the nearly balanced rows it then sees) takes over again.
+    """
 
-    def _plain_update(self, group: dict[str, Any], p: Tensor) -> Tensor:
-        state = self.state[p]
-        return nero_update_(
-            p,
-            p.grad,
-            state["v"],
-            step=state["step"],
-            lr=group["lr"],
-            beta=group["beta"],
-            scale=state["scale"],
-            mean=group["mean_constraint"],
-            norm=group["norm_constraint"],
-        )
+    versions: dict[Tensor, int] = field(default_factory=dict)
+    flat_scales: dict[tuple, Tensor] = field(default_factory=dict)  # per set of 1-D tensors
+    broken: bool = False  # compilation failed once: stay on the plain path
 
-    def _fused_group(self, group: dict[str, Any], params: list[Tensor]) -> list[Tensor]:
-        """Weights through one compiled graph, 1-D tensors through one flat buffer.
+    def wrote(self, p: Tensor) -> None:
+        self.versions[p] = p._version
 
-        A weight whose version counter moved since this optimiser last wrote it was changed by
-        someone else (a loaded checkpoint, a manual edit): it takes the plain path once, whose
-        two-pass projection is exact for any input, before the closed-form fused update (exact
-        for the nearly balanced rows it then sees) takes over again.
-        """
-        weights, flat, plain = [], [], []
-        for p in params:
-            if p.dim() > 1 and self._versions.get(p) == p._version and rows_view(p) is not None:
-                weights.append(p)
-            elif p.dim() <= 1 and p.is_contiguous():
-                flat.append(p)
-            else:
-                plain.append(p)
-        if len({(p.dtype, p.device) for p in flat}) > 1:
-            plain += flat
-            flat = []
-        out: list[Tensor] = []
-        try:
-            if weights:
-                out += self._compiled_weights(group, weights)
-            if flat:
-                out.append(self._flat_vectors(group, flat))
-        except Exception as err:
-            warnings.warn(
-                f"Nero: the fused kernel could not be compiled ({type(err).__name__}: "
-                f"{str(err)[:200]}); falling back to the plain per-tensor path.",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            self._fused_broken = True
-            out, plain = [], params
-        out += [self._plain_update(group, p) for p in plain]
-        for p in params:
-            self._versions[p] = p._version
-        return out
+    def unchanged(self, p: Tensor) -> bool:
+        return self.versions.get(p) == p._version
 
-    def _compiled_weights(self, group: dict[str, Any], weights: list[Tensor]) -> list[Tensor]:
-        beta = group["beta"]
-        rows_p, rows_g, rows_v, lr_scales, corrections, centers, normalizes = ([] for _ in range(7))
-        for p in weights:
-            g = p.grad
-            if g.stride() != p.stride():
-                g = torch.empty_like(p).copy_(g)
-            state = self.state[p]
-            rows_p.append(rows_view(p))
-            rows_g.append(rows_view(g))
-            rows_v.append(state["v"].view(-1, 1))
-            lr_scales.append(group["lr"] * state["scale"])
-            corrections.append(1.0 - beta ** state["step"])
-            centers.append(group["mean_constraint"]
-                           and (fan_in(p) > 1 or not group["norm_constraint"]))
-            normalizes.append(group["norm_constraint"])
-        return _compiled_kernel()(
-            rows_p, rows_g, rows_v, lr_scales, beta, corrections, tuple(centers), tuple(normalizes)
-        )
 
-    def _flat_vectors(self, group: dict[str, Any], flat: list[Tensor]) -> Tensor:
-        states = [self.state[p] for p in flat]
-        key = tuple(id(p) for p in flat)
-        cached = self._flat_scales.get(id(group))
-        if cached is None or cached[0] != key:
-            scales = torch.cat([
-                torch.full((p.numel(),), s["scale"], dtype=s["v"].dtype) for p, s in zip(flat, states)
-            ]).to(flat[0].device)
-            cached = (key, scales)
-            self._flat_scales[id(group)] = cached
-        steps = {s["step"] for s in states}
-        beta = group["beta"]
-        if len(steps) == 1:
-            corrections: Tensor | float = 1.0 - beta ** steps.pop()
+class _Hyper(NamedTuple):
+    lr: float
+    beta: float
+    mean: bool
+    norm: bool
+
+
+# One tensor's part of a step: (param, grad, v, step, scale).
+_Item = tuple[Tensor, Tensor, Tensor, int, float]
+
+
+@torch.no_grad()
+def nero(
+    params: list[Tensor],
+    grads: list[Tensor],
+    vs: list[Tensor],
+    steps: list[int],
+    scales: list[float],
+    *,
+    lr: float,
+    beta: float,
+    mean_constraint: bool,
+    norm_constraint: bool,
+    fused: bool | None = None,
+    cache: CompiledCache | None = None,
+) -> Tensor | int:
+    """Nero's step on a list of tensors, the functional form of :class:`Nero` (as torch's
+    ``adam`` is of ``Adam``); it picks the path for each tensor.
+
+    ``vs`` are the running averages (one float32 entry per unit, updated in place), ``steps``
+    each tensor's 1-based update count, ``scales`` each tensor's fixed scale. With ``fused``
+    (None: wherever available) float32 CPU tensors take the C++ kernel of :mod:`nero._native`
+    and accelerator tensors the compiled graph; everything else, and everything with
+    ``fused=False``, takes the plain path :func:`nero._functional.nero_update_`. Pass the same
+    ``cache`` at every step: without it, weights cannot be known to be Nero's own and skip the
+    compiled graph. Returns the number of units skipped for a non-finite gradient (a tensor on
+    the parameters' device, or an int).
+    """
+    if not params:
+        return 0
+    hyper = _Hyper(lr, beta, mean_constraint, norm_constraint)
+    todo: list[_Item] = list(zip(params, grads, vs, steps, scales))
+    bad: Tensor | int = 0
+    sq_norms: list[Tensor] = []
+    if fused if fused is not None else _fast_path_available(params[0].device):
+        taken, todo, lib = _native.take(todo, n_state=1)
+        if taken:
+            bad = _native_nero(lib, taken, hyper)
+        todo, sq_norms = _compiled_nero(todo, hyper, cache if cache is not None else CompiledCache())
+    sq_norms += [_single_tensor_nero(item, hyper) for item in todo]
+    if sq_norms:
+        bad = (~torch.isfinite(torch.cat([s.reshape(-1) for s in sq_norms]))).sum() + bad
+    return bad
+
+
+def _fast_path_available(device: torch.device) -> bool:
+    return device.type == "cpu" or (
+        device.type == "cuda" and importlib.util.find_spec("triton") is not None
+    )
+
+
+def _single_tensor_nero(item: _Item, hyper: _Hyper) -> Tensor:
+    p, g, v, step, scale = item
+    return nero_update_(
+        p, g, v, step=step, lr=hyper.lr, beta=hyper.beta, scale=scale, mean=hyper.mean,
+        norm=hyper.norm,
+    )
+
+
+def _native_nero(lib: Any, items: list[_Item], hyper: _Hyper) -> int:
+    """Every float32 CPU tensor in one call of the C++ kernel; returns its non-finite count."""
+    grads = [_native.grad_like(p, g) for p, g, *_ in items]  # alive until the kernel returns
+    rows = []
+    for (p, _, v, step, scale), g in zip(items, grads):
+        weight = p.dim() > 1
+        centre, normalise = weight and hyper.mean, weight and hyper.norm
+        rows.append((
+            *_native.layout(p), p.data_ptr(), g.data_ptr(), v.data_ptr(),
+            -hyper.lr * scale, 1.0 - hyper.beta**step, int(centre) | 2 * int(normalise),
+        ))
+    dtypes = (I64, I64, I64, I64, I64, F32, F32, U8)
+    return int(_native.run(lib, "nero_step_f32", rows, dtypes, hyper.beta, 1.0 - hyper.beta))
+
+
+def _compiled_nero(
+    items: list[_Item], hyper: _Hyper, cache: CompiledCache
+) -> tuple[list[_Item], list[Tensor]]:
+    """Accelerator tensors through the compiled graph: weights in one graph call, 1-D tensors
+    through one flat buffer, the rest (changed elsewhere, no row view) the plain path.
+
+    Returns the items left for the caller (CPU tensors) and the squared gradient norms.
+    """
+    mine = [it for it in items if it[0].device.type != "cpu" or _COMPILE_ON_CPU]
+    if not mine or cache.broken:
+        return items, []
+    weights, flat, plain = [], [], []
+    for it in mine:
+        p = it[0]
+        if p.dim() > 1 and cache.unchanged(p) and rows_view(p) is not None:
+            weights.append(it)
+        elif p.dim() <= 1 and p.is_contiguous():
+            flat.append(it)
         else:
-            corrections = torch.cat([
-                torch.full((p.numel(),), 1.0 - beta ** s["step"], dtype=s["v"].dtype)
-                for p, s in zip(flat, states)
-            ]).to(flat[0].device)
-        return nero_flat_update_(
-            flat, [p.grad for p in flat], [s["v"] for s in states], cached[1] * group["lr"],
-            beta, corrections,
+            plain.append(it)
+    if len({(it[0].dtype, it[0].device) for it in flat}) > 1:
+        plain, flat = plain + flat, []
+    out: list[Tensor] = []
+    try:
+        if weights:
+            out += _compiled_weights(weights, hyper)
+        if flat:
+            out.append(_flat_vectors(flat, hyper, cache))
+    except Exception as err:
+        warnings.warn(
+            f"Nero: the fused kernel could not be compiled ({type(err).__name__}: "
+            f"{str(err)[:200]}); falling back to the plain per-tensor path.",
+            RuntimeWarning,
+            stacklevel=4,
         )
+        cache.broken = True
+        out, plain = [], mine
+    out += [_single_tensor_nero(it, hyper) for it in plain]
+    for it in mine:
+        cache.wrote(it[0])
+    done = {id(it[0]) for it in mine}
+    return [it for it in items if id(it[0]) not in done], out
+
+
+def _compiled_weights(items: list[_Item], hyper: _Hyper) -> list[Tensor]:
+    rows_p, rows_g, rows_v, lr_scales, corrections, centers, normalizes = ([] for _ in range(7))
+    for p, g, v, step, scale in items:
+        if g.stride() != p.stride():
+            g = torch.empty_like(p).copy_(g)
+        rows_p.append(rows_view(p))
+        rows_g.append(rows_view(g))
+        rows_v.append(v.view(-1, 1))
+        lr_scales.append(hyper.lr * scale)
+        corrections.append(1.0 - hyper.beta**step)
+        centers.append(hyper.mean and (fan_in(p) > 1 or not hyper.norm))
+        normalizes.append(hyper.norm)
+    return _compiled_kernel()(
+        rows_p, rows_g, rows_v, lr_scales, hyper.beta, corrections, tuple(centers),
+        tuple(normalizes),
+    )
+
+
+def _flat_vectors(items: list[_Item], hyper: _Hyper, cache: CompiledCache) -> Tensor:
+    params = [it[0] for it in items]
+    device, dtype = params[0].device, items[0][2].dtype
+    key = tuple((id(p), p.numel(), scale) for p, *_, scale in items)
+    scales = cache.flat_scales.get(key)
+    if scales is None:
+        if len(cache.flat_scales) > 64:  # param groups were rebuilt many times: start afresh
+            cache.flat_scales.clear()
+        scales = torch.cat([torch.full((p.numel(),), s, dtype=dtype) for p, *_, s in items])
+        scales = cache.flat_scales[key] = scales.to(device)
+    steps = {step for *_, step, _ in items}
+    if len(steps) == 1:
+        corrections: Tensor | float = 1.0 - hyper.beta ** steps.pop()
+    else:
+        corrections = torch.cat([
+            torch.full((p.numel(),), 1.0 - hyper.beta**step, dtype=dtype)
+            for p, _, _, step, _ in items
+        ]).to(device)
+    return nero_flat_update_(
+        params, [it[1] for it in items], [it[2] for it in items], scales * hyper.lr, hyper.beta,
+        corrections,
+    )
 
 
 @torch.no_grad()

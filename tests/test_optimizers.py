@@ -625,7 +625,7 @@ def test_compiled_graph_matches_plain_path(compiled_on_cpu):
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # a compile failure would fall back
         train_pair(plain, fused, opt_plain, opt_fused, 20)
-    assert not opt_fused._fused_broken
+    assert not opt_fused._cache.broken
     assert_same_training(plain, fused, opt_plain, opt_fused)
     # Someone loads weights whose rows are far from balanced: the next step must still project
     # them exactly (the closed form would lose precision on rows with a large mean).
@@ -639,6 +639,136 @@ def test_compiled_graph_matches_plain_path(compiled_on_cpu):
                     p.copy_(q)
     train_pair(plain, fused, opt_plain, opt_fused, 3, start=20)
     assert_same_training(plain, fused, opt_plain, opt_fused)
+
+
+# -- the functional entries ------------------------------------------------------------------
+def mixed_tensors():
+    """One list holding what each path takes: float32 weights and vectors (the C++ kernel), a
+    bf16 weight and a weight without a row view (the plain path)."""
+    g = torch.Generator().manual_seed(0)
+    ps = [
+        torch.randn(8, 5, generator=g),
+        torch.randn(8, generator=g),
+        torch.randn(6, 4, generator=g).to(torch.bfloat16),
+        torch.randn(5, 6, generator=g).t(),  # (6, 5) with columns contiguous: no row view
+    ]
+    return [nn.Parameter(p) for p in ps]
+
+
+def set_grads(params, t):
+    g = torch.Generator().manual_seed(100 + t)
+    for p in params:
+        p.grad = torch.randn(p.shape, generator=g).to(p.dtype)
+
+
+@pytest.mark.parametrize("fused", [None, False])
+def test_nero_functional_entry_is_the_class_step(fused):
+    """nero() on lists equals Nero.step on the same tensors, whichever path each one takes."""
+    from nero.nero import CompiledCache, nero
+
+    ours, theirs = mixed_tensors(), mixed_tensors()
+    opt = Nero(theirs, lr=0.05, fused=fused)
+    # The functional form starts from what the class measured and projected at construction.
+    with torch.no_grad():
+        for p, q in zip(ours, theirs):
+            p.copy_(q)
+    vs = [torch.zeros_like(opt.state[q]["v"]) for q in theirs]
+    scales = [opt.state[q]["scale"] for q in theirs]
+    cache = CompiledCache()
+    for t in range(1, 6):
+        set_grads(ours, t)
+        set_grads(theirs, t)
+        bad = nero(ours, [p.grad for p in ours], vs, [t] * 4, scales, lr=0.05, beta=0.999,
+                   mean_constraint=True, norm_constraint=True, fused=fused, cache=cache)
+        opt.step()
+        assert int(bad) == 0
+    for p, q, v in zip(ours, theirs, vs):
+        assert torch.equal(p, q) and p.dtype == q.dtype
+        assert torch.equal(v, opt.state[q]["v"])
+
+
+def test_nero_functional_entry_picks_the_path_per_tensor(monkeypatch):
+    """In one call with fused=None, the float32 CPU tensors take the C++ kernel and the others
+    the plain path: each ends as a call with fused=False leaves it, to float32 rounding, and
+    the non-finite count covers both paths."""
+    from nero.nero import nero
+
+    kernel_took = []
+    native_nero = nero_module._native_nero
+
+    def spy(lib, items, hyper):
+        kernel_took.extend(id(it[0]) for it in items)
+        return native_nero(lib, items, hyper)
+
+    monkeypatch.setattr(nero_module, "_native_nero", spy)
+    fast, plain = mixed_tensors(), mixed_tensors()
+    results = []
+    for params, fused in ((fast, None), (plain, False)):
+        vs = [torch.zeros(p.shape[0]) for p in params]
+        set_grads(params, 0)
+        params[0].grad[1, 2] = float("nan")  # kernel path
+        params[3].grad[4, 0] = float("inf")  # plain path
+        bad = nero(params, [p.grad for p in params], vs, [1] * 4, [1.0, 0.5, 1.0, 1.0],
+                   lr=0.1, beta=0.9, mean_constraint=True, norm_constraint=True, fused=fused)
+        results.append((int(bad), vs))
+    assert kernel_took == [id(fast[0]), id(fast[1])]
+    assert results[0][0] == results[1][0] == 2
+    for p, q, v, w in zip(fast, plain, results[0][1], results[1][1]):
+        assert torch.allclose(p.float(), q.float(), atol=1e-6)
+        assert torch.allclose(v, w, rtol=1e-6)
+
+
+def test_madam_and_lamb_functional_entries_are_the_class_steps():
+    from nero.lamb import lamb
+    from nero.madam import madam
+
+    ours, theirs = mixed_tensors(), mixed_tensors()
+    opt = Madam(theirs, lr=0.03, constraints=True)
+    maxes = [3.0 * float(p.detach().float().square().mean().sqrt()) for p in ours]
+    vs = [torch.zeros_like(p, dtype=torch.float32) for p in ours]
+    for t in range(1, 5):
+        set_grads(ours, t)
+        set_grads(theirs, t)
+        madam(ours, [p.grad for p in ours], vs, [t] * 4, maxes, lr=0.03, beta=0.999,
+              g_bound=10.0, constraints=True)
+        opt.step()
+    assert all(torch.equal(p, q) for p, q in zip(ours, theirs))
+
+    ours, theirs = mixed_tensors(), mixed_tensors()
+    opt = LAMB(theirs, lr=0.02, weight_decay=0.01, constraints=True)
+    ms = [torch.zeros_like(p, dtype=torch.float32) for p in ours]
+    vs = [torch.zeros_like(p, dtype=torch.float32) for p in ours]
+    for t in range(1, 5):
+        set_grads(ours, t)
+        set_grads(theirs, t)
+        lamb(ours, [p.grad for p in ours], ms, vs, [t] * 4, lr=0.02, beta1=0.0, beta2=0.999,
+             eps=1e-6, weight_decay=0.01, max_weight_norm=10.0, bias_correction=False,
+             constraints=True)
+        opt.step()
+    assert all(torch.equal(p, q) for p, q in zip(ours, theirs))
+
+
+@pytest.mark.slow
+def test_nero_functional_entry_without_a_cache_keeps_weights_off_the_compiled_graph(
+    compiled_on_cpu,
+):
+    """Without a cache the compiled path cannot know a weight is Nero's own (balanced), so
+    weights take the exact plain path, even unbalanced ones; vectors still take the graph."""
+    from nero.nero import nero
+
+    plain, compiled = mixed_tensors()[:2], mixed_tensors()[:2]
+    for params, fused in ((plain, False), (compiled, True)):
+        with torch.no_grad():
+            params[0].add_(3.0)  # rows far from balanced
+        vs = [torch.zeros(p.shape[0]) for p in params]
+        for t in range(1, 4):
+            set_grads(params, t)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", RuntimeWarning)  # a compile failure would fall back
+                nero(params, [p.grad for p in params], vs, [t, t], [1.0, 0.5], lr=0.1, beta=0.9,
+                     mean_constraint=True, norm_constraint=True, fused=fused)
+    assert torch.equal(plain[0], compiled[0])
+    assert torch.allclose(plain[1], compiled[1], atol=1e-6)
 
 
 def test_low_precision_parameters_take_the_plain_path_on_cpu():
