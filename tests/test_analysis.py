@@ -248,6 +248,29 @@ def test_cli_writes_what_the_records_allow_and_says_what_it_skipped(tmp_path, ca
     assert cli.main([str(root), "--only", "fig99"]) == 2
 
 
+def test_cli_variant_draws_a_shortened_sweep_and_says_so(tmp_path, capsys):
+    """--variant task.epochs=3 takes the shortened runs beside full ones, never a mix, and
+    every caption names the setting; without it the full runs are used."""
+    root = tmp_path / "results"
+    for variant, value in (({}, 10.0), ({"task.epochs": 3}, 40.0)):
+        for seed in range(3):
+            name = ",".join(f"{k.split('.')[-1]}={v}" for k, v in variant.items())
+            path = Identity("table1", "smoke", "cifar10_vgg11", "nero", 0.01, seed, variant,
+                            name).directory(root)
+            records.write(path / "record.json", {"schema": 1, **rec(
+                "cifar10_vgg11", "nero", 0.01, seed, value, variant=variant)})
+    from scripts import aggregate as cli
+
+    for args, mean, said in (([], "10.00", False), (["--variant", "task.epochs=3"], "40.00", True)):
+        out = tmp_path / f"out{len(args)}"
+        assert cli.main([str(root), "--only", "table1", "--out", str(out), *args]) == 0
+        text = (out / "table1" / "table1.md").read_text()
+        assert f"{mean} ± 0.00" in text
+        assert ("Not the paper's settings: every run has task.epochs=3." in text) is said
+    assert cli.main([str(root), "--variant", "epochs"]) == 2
+    assert "--variant: 'epochs' is not KEY=VALUE" in capsys.readouterr().err
+
+
 def test_reading_a_wandb_project_through_the_public_api(tmp_path, monkeypatch):
     stored = [rec("cifar10_vgg11", "nero", 0.01, s, 11.0 + s) for s in range(3)]
 

@@ -2,6 +2,7 @@
 
     python scripts/aggregate.py RESULTS_DIR [--out DIR] [--only fig3_left,table1]
     python scripts/aggregate.py RESULTS_DIR --optimizers nero,adam,adamw,lion
+    python scripts/aggregate.py RESULTS_DIR --variant task.epochs=3
     python scripts/aggregate.py --wandb ENTITY/PROJECT --out DIR
 
 RESULTS_DIR is searched recursively for record.json files (tasks/runner/records.py). With
@@ -11,7 +12,9 @@ scales give one set of artefacts per scale, never a mix. One line per artefact s
 written, what was drawn without (missing curves) or why it was skipped; one line lists the
 records that were ignored and why. ``--optimizers`` picks the columns of Table 1 and the curves
 of the Table 1 figures (the paper's four by default); one the paper did not run is marked †, and
-the performance profile is taken over the chosen set.
+the performance profile is taken over the chosen set. ``--variant`` draws every artefact from
+the runs that differ from what it would use by those settings (a shortened sweep, say); their
+captions then name the settings.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from tasks.analysis.artefacts import ARTEFACTS
 from tasks.analysis.selection import Records
@@ -42,6 +47,18 @@ def from_wandb(path: str) -> list[dict[str, Any]]:
     return out
 
 
+def parse_variant(text: str | None) -> dict[str, Any]:
+    """``task.epochs=3,optimizer.beta=0.9`` -> {"task.epochs": 3, "optimizer.beta": 0.9}, the
+    values read as YAML, as Hydra reads overrides."""
+    shift: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in (text or "").split(","))):
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise ValueError(f"{item!r} is not KEY=VALUE (e.g. task.epochs=3)")
+        shift[name.strip()] = yaml.safe_load(value)
+    return shift
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("results", nargs="?", help="directory holding record.json files")
@@ -50,7 +67,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help=f"comma-separated artefacts among {', '.join(ARTEFACTS)}")
     parser.add_argument("--optimizers", default=",".join(TABLE1_OPTIMIZERS),
                         help="optimiser configs to compare (default: the paper's four)")
+    parser.add_argument("--variant", metavar="KEY=VALUE[,KEY=VALUE]",
+                        help="use the runs with these settings changed (e.g. task.epochs=3)")
     args = parser.parse_args(argv)
+    try:
+        shift = parse_variant(args.variant)
+    except ValueError as err:
+        print(f"error: --variant: {err}", file=sys.stderr)
+        return 2
     if not args.results and not args.wandb:
         parser.error("give RESULTS_DIR or --wandb ENTITY/PROJECT")
     if args.results and not Path(args.results).is_dir():
@@ -69,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(args.out or Path(args.results or ".") / "artefacts")
     optimizers = tuple(o.strip() for o in args.optimizers.split(",") if o.strip())
-    everything = Records(found)
+    everything = Records(found, shift=shift)
     scales = everything.scales()
     written = 0
     for scale in scales:

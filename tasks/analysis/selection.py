@@ -116,6 +116,9 @@ class Records:
 
     all: list[Record]
     notes: list[str] = field(default_factory=list)  # what a selection had to decide, said once
+    # Settings every query adds to the variant it asks for (``aggregate.py --variant``): draws
+    # the paper's artefacts from, e.g., a shortened sweep without mixing it with a full one.
+    shift: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # one record per run: a later record of the same identity and configuration wins
@@ -134,7 +137,7 @@ class Records:
         (default: the paper's default settings). Where several configurations match (the
         defaults changed between runs), the one with the newest record is used, and a note
         says so."""
-        wanted = dict(variant or {})
+        wanted = {**(variant or {}), **self.shift}
         sweeps = set(sweeps)
         found = [r for r in self.all if r.get("sweep") in sweeps and r["task"] == task
                  and r["optimizer"] == optimizer and r["_variant"] == wanted]
@@ -160,4 +163,4 @@ class Records:
         return sorted({str(r.get("scale")) for r in self.all})
 
     def of_scale(self, scale: str) -> Records:
-        return Records([r for r in self.all if str(r.get("scale")) == scale])
+        return Records([r for r in self.all if str(r.get("scale")) == scale], shift=self.shift)

@@ -76,10 +76,22 @@ def caption(records: list[Mapping[str, Any]]) -> str:
             f"Seeds: {', '.join(map(str, seeds)) or 'none'}. "
             f"Commit: {', '.join(c[:10] for c in commits) or 'none'}"
             f"{' (with uncommitted changes)' if dirty else ''}.")
+    shared = _shared_variant(records)
+    if shared:
+        text += (" Not the paper's settings: every run has "
+                 + ", ".join(f"{k}={v}" for k, v in sorted(shared.items())) + ".")
     if scales != ["paper"]:
         text += (" NOT paper scale: toy models on synthetic data, not comparable with the "
                  "paper's numbers.")
     return text
+
+
+def _shared_variant(records: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """The settings, other than the defaults, that all the runs share (e.g. task.epochs=3)."""
+    variants = [r.get("_variant", r.get("variant")) or {} for r in records]
+    if not variants:
+        return {}
+    return {k: v for k, v in variants[0].items() if all(w.get(k) == v for w in variants[1:])}
 
 
 def fmt(x: float | None, digits: int = 2) -> str:
