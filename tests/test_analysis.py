@@ -190,6 +190,35 @@ def test_fig3_left_overlays_the_authors_epoch_means(tmp_path):
     assert float(rows[("1", "5")][3]) == pytest.approx((0.991 + 0.994 + 0.993) / 3, abs=1e-4)
 
 
+def test_fig3_right_shortened_runs_meet_the_authors_epochs_but_not_their_finals(tmp_path):
+    """A 10-epoch run of the 50-epoch experiment (--variant task.epochs=10): ours beside the
+    authors' values at epochs 1, 5 and 10, and no difference taken with their 50th epoch."""
+    history = [{"epoch": e, "train/acc": 0.1 + 0.05 * e, "test_acc": 0.1} for e in range(1, 11)]
+    rs = [rec("mnist_mlp", "nero", 0.001, 0, 0.6, sweep="fig3_deep_mlp", scale="paper",
+              variant={"task.epochs": 10}, history=history),
+          rec("mnist_mlp", "nero", 0.001, 1, 0.9, sweep="fig3_deep_mlp", scale="paper",
+              history=[{"epoch": 50, "train/acc": 0.9, "test_acc": 0.8}])]  # a full run: not used
+    outcome = artefacts.fig3_right(Records(rs, shift={"task.epochs": 10}), tmp_path)
+    assert outcome.skipped is None
+    text = (tmp_path / "fig3_right" / "comparison.md").read_text()
+    assert "every run has task.epochs=10" in text and "Our runs stop at epoch 10" in text
+    rows = comparison(tmp_path, "fig3_right")
+    at_epoch = {(r[0], r[3]): r for r in rows if len(r) == 7}
+    assert at_epoch[("nero", "1")][4:] == ["0.15", "0.109", "+0.0410"]
+    assert at_epoch[("nero", "10")][4:] == ["0.6", "0.514", "+0.0860"]
+    assert at_epoch[("nero", "50")][4:] == ["—", "0.9575", "—"]
+    final = next(r for r in rows if len(r) == 9 and r[:3] == ["nero", "0.001", "0"])
+    assert final[3:6] == ["0.6", "0.958", "—"]  # ours at epoch 10, theirs at 50: no Δ
+    headline = next(r for r in rows if len(r) == 6 and r[1] == "Nero")
+    assert headline[3] == "0.6 ± 0" and headline[5] == "—"
+    # The same records read as full-length runs: the full run's seed 1 only, Δ taken.
+    full = artefacts.fig3_right(Records(rs), tmp_path / "full")
+    assert full.skipped is None
+    headline = next(r for r in comparison(tmp_path / "full", "fig3_right")
+                    if len(r) == 6 and r[1] == "Nero")
+    assert headline[3] == "0.9 ± 0" and headline[5] != "—"
+
+
 def test_fig8_puts_lamb_with_momentum_beside_table_1s_pong_row(tmp_path):
     rs = [rec("pong_ppo", o, lr, s, value, history=[{"epoch": e, "reward": value} for e in (1, 2)])
           for o, lr, value in (("nero", 0.01, 20.0), ("sgd", 0.1, 10.0), ("adam", 1e-4, 15.0),

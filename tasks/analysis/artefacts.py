@@ -153,12 +153,18 @@ def diff(ours: float | None, theirs: float | None) -> str:
 # -- figures of curves ---------------------------------------------------------------------------
 def curves_figure(name: str, title: str, rows: list[tuple[str, list[Curve]]], rec: Records,
                   out: Path, paper: Paper | None = None,
-                  hline: tuple[float, str] | None = None) -> Outcome:
+                  hline: tuple[float, str] | None = None,
+                  marks: Marks | None = None) -> Outcome:
     """Rows of panels (one panel per metric of the row's task), one band per curve.
 
     ``paper``: the paper's final (mean, std) of a curve's headline metric, drawn on the headline
-    panel at our last epoch and listed in comparison.md."""
+    panel at our last epoch and listed in comparison.md. ``marks``: the authors' values at
+    single epochs of a curve, drawn on its headline panel up to our last epoch."""
+    marks = marks or {}
     paper = paper or {}
+    # Runs cut short (aggregate.py --variant task.epochs=N) end before the paper's: its final
+    # values are listed, but neither drawn at our last epoch nor subtracted from ours.
+    shortened = rec.shift.get("task.epochs")
     outcome = Outcome(name)
     n_cols = max(len(PANELS[curves[0].task]) for _, curves in rows)
     fig, axes = figures.grid(len(rows), n_cols)
@@ -181,16 +187,21 @@ def curves_figure(name: str, title: str, rows: list[tuple[str, list[Curve]]], re
                 if figures.band(ax, pts, label, curve.color):
                     last_x = max(last_x or 0, max(p[0] for s in pts for p in s if s))
                 theirs = paper.get((task, curve.label))
-                if panel.headline and theirs and last_x:
+                if panel.headline and theirs and last_x and not shortened:
                     figures.paper_marker(ax, last_x, *theirs, label="paper (final)",
                                          color=curve.color)
+                legend, pts_theirs = marks.get((task, curve.label), ("", []))
+                shown = [(x, y) for x, y in pts_theirs if last_x and x <= last_x]
+                if panel.headline and shown:
+                    ax.errorbar(*zip(*shown), label=legend, **{
+                        **figures.PAPER_STYLE, "marker": "o", "markerfacecolor": curve.color})
                 if panel is panels[0]:
                     used += cell.records
                 if panel.headline:
                     table.append([row_title or TASKS.get(task, {}).get("model", task), curve.label,
                                   f"{cell.lr:g}" if cell.lr else "—", fmt(cell.mean, cell.std),
                                   fmt(*theirs) if theirs else "not published",
-                                  diff(cell.mean, theirs[0] if theirs else None)])
+                                  diff(cell.mean, theirs[0] if theirs and not shortened else None)])
             if hline is not None and panel.headline:
                 ax.axhline(hline[0], color="black", linestyle="--", linewidth=0.8, label=hline[1])
             figures.finish_axes(ax, XLABEL.get(task, "epoch"), panel.ylabel, panel.log)
@@ -204,10 +215,16 @@ def curves_figure(name: str, title: str, rows: list[tuple[str, list[Curve]]], re
         return outcome
     caption = tables.caption(used)
     outcome.files += figures.save(fig, out / name / name, title, caption)
+    notes = [f"Our runs stop at epoch {shortened} (task.epochs={shortened}); the paper's values "
+             "are at the end of its full runs, so no difference is taken."] if shortened else []
     outcome.files.append(write_comparison(
         out / name, f"{name}: our final values beside the paper's", caption,
-        ["model", "curve", "best η (ours)", "ours (mean ± std)", "paper", "Δ"], table))
+        ["model", "curve", "best η (ours)", "ours (mean ± std)", "paper", "Δ"], table, notes))
     return outcome
+
+
+# (task, curve label) -> (legend label, the authors' (epoch, value) points)
+Marks = dict[tuple[str, str], tuple[str, list[tuple[float, float]]]]
 
 
 def table1_paper(*tasks: str) -> Paper:
@@ -320,10 +337,16 @@ def fig3_right(rec: Records, out: Path, optimizers: Optimizers = PAPER) -> Outco
         m = sum(values) / len(values)
         finals[("mnist_mlp", tables.OPT_LABELS[o])] = (
             m, math.sqrt(sum((v - m) ** 2 for v in values) / len(values)))
+    by_epoch = published.fig3_right_epochs()
+    marks: Marks = {}
+    for o in {str(r["optimizer"]) for r in by_epoch}:
+        pts = [(float(r["epoch"]), float(r["train_acc"])) for r in by_epoch if r["optimizer"] == o]
+        marks[("mnist_mlp", tables.label(o))] = (f"{tables.label(o)}, the authors' seed 0", pts)
     outcome = curves_figure("fig3_right", "Fig. 3 (right): a 100-layer MLP on MNIST, no batch norm "
-                            "or skip connections", [("", curves)], rec, out, finals)
+                            "or skip connections", [("", curves)], rec, out, finals, marks=marks)
     if outcome.skipped:
         return outcome
+    shortened = rec.shift.get("task.epochs")
     rows = []
     for r in theirs:
         ours = [x for x in rec.runs(sweeps=["fig3_deep_mlp"], task="mnist_mlp",
@@ -333,16 +356,35 @@ def fig3_right(rec: Records, out: Path, optimizers: Optimizers = PAPER) -> Outco
             continue  # the same run as the lr search's
         train = ours[0]["history"][-1].get("train/acc") if ours and ours[0].get("history") else None
         test = ours[0]["history"][-1].get("test_acc") if ours and ours[0].get("history") else None
+        if shortened:  # ours stop early: no difference with their final epoch
+            train_d, test_d = "—", "—"
+        else:
+            train_d, test_d = diff(train, float(r["train_acc"])), diff(test, float(r["test_acc"]))
         rows.append([str(r["optimizer"]), f"{r['lr']:g}", str(r["seed"]), fmt(train),
-                     f"{r['train_acc']:.4g}", diff(train, float(r["train_acc"])), fmt(test),
-                     f"{r['test_acc']:.4g}", diff(test, float(r["test_acc"]))])
+                     f"{r['train_acc']:.4g}", train_d, fmt(test), f"{r['test_acc']:.4g}", test_d])
+    at_epochs = []
+    for r in by_epoch:
+        ours = [e.get("train/acc") for x in rec.runs(sweeps=["fig3_deep_mlp"], task="mnist_mlp",
+                                                      optimizer=str(r["optimizer"]))
+                if float(x["lr"]) == r["lr"] and int(x["seed"]) == r["seed"]
+                for e in x.get("history", []) if e.get("epoch") == r["epoch"]]
+        mine = ours[0] if ours else None
+        at_epochs.append([str(r["optimizer"]), f"{r['lr']:g}", str(r["seed"]), str(r["epoch"]),
+                          fmt(mine), f"{r['train_acc']:.4g}", diff(mine, float(r["train_acc"]))])
+    last = (f"ours at our last epoch ({shortened}), theirs at their 50th, so no difference is "
+            "taken" if shortened else "ours at the same lr and seed where we ran it")
     path = out / "fig3_right" / "comparison.md"
     path.write_text(path.read_text() + (
         "\n## Final epoch of every run of the authors' pickles\n\nTheir lr search (seed 0) and "
-        "seeds 1-2 at their chosen lr; ours at the same lr and seed where we ran it.\n\n"
+        f"seeds 1-2 at their chosen lr; {last}.\n\n"
         "| optimiser | η | seed | train acc (ours) | theirs | Δ | test acc (ours) | theirs | Δ |\n"
         "|---|---|---|---|---|---|---|---|---|\n"
-        + "\n".join("| " + " | ".join(row) + " |" for row in rows) + "\n"))
+        + "\n".join("| " + " | ".join(row) + " |" for row in rows) + "\n"
+        "\n## Training accuracy at single epochs\n\nThe epochs of the authors' seed-0 run we "
+        "have their values for; ours from the run of the same lr and seed.\n\n"
+        "| optimiser | η | seed | epoch | train acc (ours) | theirs | Δ |\n"
+        "|---|---|---|---|---|---|---|\n"
+        + "\n".join("| " + " | ".join(row) + " |" for row in at_epochs) + "\n"))
     return outcome
 
 

@@ -46,6 +46,13 @@ def fig3_right(folder: Path = PUBLISHED) -> list[dict[str, float | str]]:
              "stage": r["stage"]} for r in read_csv("fig3_right.csv", folder)]
 
 
+def fig3_right_epochs(folder: Path = PUBLISHED) -> list[dict[str, float | str]]:
+    """Training accuracy at some epochs of the authors' runs (the few their pickles were read at)."""
+    return [{"optimizer": r["optimizer"], "lr": float(r["lr"]), "seed": int(r["seed"]),
+             "epoch": int(r["epoch"]), "train_acc": float(r["train_acc"])}
+            for r in read_csv("fig3_right_epochs.csv", folder)]
+
+
 def fig7_logs(folder: Path = PUBLISHED) -> list[dict[str, float | str]]:
     """Final validation perplexity of every run in the authors' translation logs."""
     return [{"optimizer": r["optimizer"], "lr": float(r["lr"]), "seed": int(r["seed"]),
