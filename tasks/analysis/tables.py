@@ -79,7 +79,8 @@ def caption(records: list[Mapping[str, Any]]) -> str:
     shared = _shared_variant(records)
     if shared:
         text += (" Not the paper's settings: every run has "
-                 + ", ".join(f"{k}={v}" for k, v in sorted(shared.items())) + ".")
+                 + ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                             for k, v in sorted(shared.items())) + ".")
     if scales != ["paper"]:
         text += (" NOT paper scale: toy models on synthetic data, not comparable with the "
                  "paper's numbers.")
