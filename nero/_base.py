@@ -61,6 +61,22 @@ class NeuronOptimizer(Optimizer):
         with torch.enable_grad():
             return closure()
 
+    def _stepped_params(
+        self, group: dict[str, Any], init: Callable[[Tensor, dict[str, Any]], None]
+    ) -> list[Tensor]:
+        """The group's non-empty parameters that have a gradient, each one's step counted.
+
+        ``init(p, group)`` creates the state of a parameter seen for the first time, with
+        ``step`` 0.
+        """
+        params = [p for p in group["params"] if p.grad is not None and p.numel() > 0]
+        for p in params:
+            dense_grad(p, self._name)
+            if not self.state[p]:
+                init(p, group)
+            self.state[p]["step"] += 1
+        return params
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """As ``Optimizer.load_state_dict``, but floating state keeps its saved dtype (float32).
 

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from . import _native
-from ._base import NeuronOptimizer, check_beta, check_lr, check_positive, dense_grad
+from ._base import NeuronOptimizer, check_beta, check_lr, check_positive
 from ._functional import lamb_update_, project_, state_dtype
 from ._native import I64, U8
 
@@ -102,23 +102,16 @@ class LAMB(NeuronOptimizer):
         self.__dict__.setdefault("_foreach", None)
         self.__dict__.setdefault("_fused", None)
 
+    def _init_state(self, p: Tensor, group: dict[str, Any]) -> None:
+        zeros = torch.zeros_like(p, dtype=state_dtype(p))
+        self.state[p].update(step=0, exp_avg=zeros, exp_avg_sq=zeros.clone())
+
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Perform one optimisation step; ``closure`` re-evaluates the model and returns the loss."""
         loss = self._closure_loss(closure)
         for group in self.param_groups:
-            params = []
-            for p in group["params"]:
-                if p.grad is None or p.numel() == 0:
-                    continue
-                dense_grad(p, "LAMB")
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(p, dtype=state_dtype(p))
-                    state["exp_avg_sq"] = torch.zeros_like(p, dtype=state_dtype(p))
-                state["step"] += 1
-                params.append(p)
+            params = self._stepped_params(group, self._init_state)
             states = [self.state[p] for p in params]
             beta1, beta2 = group["betas"]
             lamb(

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from . import _native
-from ._base import NeuronOptimizer, check_beta, check_lr, check_positive, dense_grad
+from ._base import NeuronOptimizer, check_beta, check_lr, check_positive
 from ._functional import madam_update_, state_dtype
 from ._native import F32, I64, U8
 
@@ -82,6 +82,13 @@ class Madam(NeuronOptimizer):
         check_positive(group["p_scale"], "p_scale")
         check_positive(group["g_bound"], "g_bound")
 
+    def _init_state(self, p: Tensor, group: dict[str, Any]) -> None:
+        # Lazily, at the parameter's first step, as in the original.
+        rms = float(p.to(state_dtype(p)).square().mean().sqrt())
+        self.state[p].update(
+            step=0, max=group["p_scale"] * rms, v=torch.zeros_like(p, dtype=state_dtype(p))
+        )
+
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Perform one optimisation step; ``closure`` re-evaluates the model and returns the loss."""
@@ -89,22 +96,9 @@ class Madam(NeuronOptimizer):
         bad: Tensor | int = 0  # non-finite gradient entries, skipped
         last_step = 0
         for group in self.param_groups:
-            params = []
-            for p in group["params"]:
-                if p.grad is None or p.numel() == 0:
-                    continue
-                dense_grad(p, "Madam")
-                state = self.state[p]
-                if not state:
-                    # Lazily, at the parameter's first step, as in the original.
-                    rms = float(p.to(state_dtype(p)).square().mean().sqrt())
-                    state["step"] = 0
-                    state["max"] = group["p_scale"] * rms
-                    state["v"] = torch.zeros_like(p, dtype=state_dtype(p))
-                state["step"] += 1
-                last_step = max(last_step, state["step"])
-                params.append(p)
+            params = self._stepped_params(group, self._init_state)
             states = [self.state[p] for p in params]
+            last_step = max([last_step] + [s["step"] for s in states])
             bad = bad + madam(
                 params,
                 [p.grad for p in params],

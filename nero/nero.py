@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from . import _native
-from ._base import NeuronOptimizer, check_beta, check_lr, check_positive, dense_grad
+from ._base import NeuronOptimizer, check_beta, check_lr, check_positive
 from ._functional import (
     fan_in,
     nero_flat_update_,
@@ -154,15 +154,9 @@ class Nero(NeuronOptimizer):
         bad: Tensor | int = 0  # units whose gradient was not finite, skipped
         last_step = 0
         for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None and p.numel() > 0]
-            for p in params:
-                dense_grad(p, "Nero")
-                state = self.state[p]
-                if not state:
-                    self._init_param(p, group)
-                state["step"] += 1
-                last_step = max(last_step, state["step"])
+            params = self._stepped_params(group, self._init_param)
             states = [self.state[p] for p in params]
+            last_step = max([last_step] + [s["step"] for s in states])
             bad = bad + nero(
                 params,
                 [p.grad for p in params],

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from . import published
-from .selection import Cell, Records
+from .selection import Cell, Records, variant
 
 TABLE1_OPTIMIZERS = ("nero", "sgd", "adam", "lamb")
 OPT_LABELS = {"nero": "Nero", "sgd": "SGD", "adam": "Adam", "lamb": "LAMB"}
@@ -89,7 +89,7 @@ def caption(records: list[Mapping[str, Any]]) -> str:
 
 def _shared_variant(records: list[Mapping[str, Any]]) -> dict[str, Any]:
     """The settings, other than the defaults, that all the runs share (e.g. task.epochs=3)."""
-    variants = [r.get("_variant", r.get("variant")) or {} for r in records]
+    variants = [variant(r) for r in records]
     if not variants:
         return {}
     return {k: v for k, v in variants[0].items() if all(w.get(k) == v for w in variants[1:])}
