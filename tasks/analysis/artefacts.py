@@ -446,13 +446,11 @@ def fig3_right(rec: Records, out: Path, optimizers: Optimizers = PAPER) -> Outco
                                markersize=3, zorder=4, label=f"ours, η={eta:g}")
             if run:
                 last = train_curve(mine)[-1] if mine else None
-                test = None
-                if last:
-                    test = next((h.get("test_acc") for h in mine["history"]
-                                 if h["epoch"] == last[0]), None)
+                test = next((h.get("test_acc") for h in mine["history"]
+                             if h["epoch"] == last[0]), None) if last else None
                 full = last is not None and last[0] == len(run.train_acc)
-                theirs_then = run.train_acc[last[0] - 1] if last and last[0] <= len(run.train_acc) \
-                    else None
+                theirs_then = (run.train_acc[last[0] - 1]
+                               if last and last[0] <= len(run.train_acc) else None)
                 search_rows.append([
                     label, f"{eta:g}", f"{run.train_acc[-1]:.4f}", f"{run.test_acc:.4f}",
                     str(last[0]) if last else "no run", acc4(last[1] if last else None),
@@ -477,10 +475,11 @@ def fig3_right(rec: Records, out: Path, optimizers: Optimizers = PAPER) -> Outco
         "norm or skip connections; ours (solid) beside the authors' runs (dashed; their pickles)",
         caption)
     shortened = rec.shift.get("task.epochs")
-    twice = [tables.label(o) for o in optimizers
-             if len({r.train_acc for r in theirs if r.optimizer == o and r.seed == 0
-                     and r.lr == next((s.lr for s in theirs if s.optimizer == o
-                                       and s.stage == "seeds"), None)}) > 1]
+    n_theirs = max(len(r.train_acc) for r in theirs)  # the epochs of their runs (50)
+    chosen = {r.optimizer: r.lr for r in theirs if r.stage == "seeds"}
+    twice = [tables.label(o) for o in optimizers  # their seed 0 at the chosen lr, in both pickles
+             if len({r.train_acc for r in theirs
+                     if r.optimizer == o and r.seed == 0 and r.lr == chosen.get(o)}) > 1]
     lines = [
         "# fig3_right: ours beside the authors' runs, epoch by epoch", "", caption, "",
         f"Theirs: the {len(theirs)} runs of the authors' two pickles "
@@ -502,16 +501,16 @@ def fig3_right(rec: Records, out: Path, optimizers: Optimizers = PAPER) -> Outco
         lines += ["| optimiser | η | our seed | ours | theirs (min-max) | ours vs their range |",
                   "|" + "---|" * 6] + ["| " + " | ".join(r) + " |" for r in finals]
     else:
-        lines.append("No run of ours at the authors' chosen lr has their 50 epochs, so their final "
+        lines.append(f"No run of ours at the authors' chosen lr has their {n_theirs} epochs, so their final "
                      "test accuracies are compared with nothing (they are in the lr-search table "
                      "below and in the CSV).")
     lines += ["", "## Their lr search (seed 0) beside ours", "",
               "Their final train and test accuracy; ours at our last epoch, theirs at that same "
-              "epoch, and the test accuracy's difference only where ours ran their 50 epochs."
+              f"epoch, and the test accuracy's difference only where ours ran their {n_theirs} epochs."
               + (f" Their seed 0 at the chosen lr is in both pickles; for "
                  f"{' and '.join(twice)} the two runs differ (theirs were not bit-reproducible), so "
                  "both are kept." if twice else ""), "",
-              "| optimiser | η | theirs: train acc (50) | test acc | our last epoch | ours: train "
+              f"| optimiser | η | theirs: train acc ({n_theirs}) | test acc | our last epoch | ours: train "
               "acc | theirs then | Δ | ours: test acc | Δ test |", "|" + "---|" * 10]
     lines += ["| " + " | ".join(r) + " |" for r in search_rows]
     path = out / "fig3_right" / "comparison.md"
