@@ -190,33 +190,156 @@ def test_fig3_left_overlays_the_authors_epoch_means(tmp_path):
     assert float(rows[("1", "5")][3]) == pytest.approx((0.991 + 0.994 + 0.993) / 3, abs=1e-4)
 
 
-def test_fig3_right_shortened_runs_meet_the_authors_epochs_but_not_their_finals(tmp_path):
-    """A 10-epoch run of the 50-epoch experiment (--variant task.epochs=10): ours beside the
-    authors' values at epochs 1, 5 and 10, and no difference taken with their 50th epoch."""
-    history = [{"epoch": e, "train/acc": 0.1 + 0.05 * e, "test_acc": 0.1} for e in range(1, 11)]
-    rs = [rec("mnist_mlp", "nero", 0.001, 0, 0.6, sweep="fig3_deep_mlp", scale="paper",
-              variant={"task.epochs": 10}, history=history),
-          rec("mnist_mlp", "nero", 0.001, 1, 0.9, sweep="fig3_deep_mlp", scale="paper",
-              history=[{"epoch": 50, "train/acc": 0.9, "test_acc": 0.8}])]  # a full run: not used
-    outcome = artefacts.fig3_right(Records(rs, shift={"task.epochs": 10}), tmp_path)
-    assert outcome.skipped is None
+def authors_seeds(opt):
+    runs = [r for r in published.fig3_right() if r.optimizer == opt and r.stage == "seeds"]
+    assert len(runs) == 3
+    return runs
+
+
+def test_fig3_right_says_per_epoch_whether_ours_lies_in_the_authors_seed_range(tmp_path):
+    """Constructed 10-epoch runs (--variant task.epochs=10) placed against the authors' three
+    Nero seeds: below, inside, above, and within half an image of their maximum (inside)."""
+    nero = authors_seeds("nero")
+    low = [min(r.train_acc[e] for r in nero) for e in range(50)]
+    high = [max(r.train_acc[e] for r in nero) for e in range(50)]
+    mid = [sum(r.train_acc[e] for r in nero) / 3 for e in range(50)]
+    ours = [low[0] - 0.01, mid[1], high[2] + 0.02, high[3] + 1e-6] + mid[4:10]
+    history = [{"epoch": e + 1, "train/acc": v, "test_acc": 0.5} for e, v in enumerate(ours)]
+    adam = authors_seeds("adam")
+    chance = [{"epoch": e + 1, "train/acc": adam[0].train_acc[e], "test_acc": 0.1135}
+              for e in range(10)]
+    sgd = [{"epoch": e + 1, "train/acc": 0.3, "test_acc": 0.2} for e in range(10)]
+    shortened = {"task.epochs": 10}
+    rs = [rec("mnist_mlp", "nero", 0.001, 0, ours[-1], sweep="fig3_deep_mlp", scale="paper",
+              variant=shortened, history=history),
+          rec("mnist_mlp", "adam", 0.001, 0, chance[-1]["train/acc"], sweep="fig3_deep_mlp",
+              scale="paper", variant=shortened, history=chance),
+          rec("mnist_mlp", "sgd", 0.01, 0, 0.3, sweep="fig3_deep_mlp", scale="paper",
+              variant=shortened, history=sgd)]
+    outcome = artefacts.fig3_right(Records(rs, shift=shortened), tmp_path)
+    assert outcome.skipped is None and outcome.missing == ["LAMB (fig3_deep_mlp: mnist_mlp)"]
     text = (tmp_path / "fig3_right" / "comparison.md").read_text()
-    assert "every run has task.epochs=10" in text and "Our runs stop at epoch 10" in text
+    assert "cut short (task.epochs=10)" in text and "has their 50 epochs" in text
     rows = comparison(tmp_path, "fig3_right")
-    at_epoch = {(r[0], r[3]): r for r in rows if len(r) == 7}
-    assert at_epoch[("nero", "1")][4:] == ["0.15", "0.109", "+0.0410"]
-    assert at_epoch[("nero", "10")][4:] == ["0.6", "0.514", "+0.0860"]
-    assert at_epoch[("nero", "50")][4:] == ["—", "0.9575", "—"]
-    final = next(r for r in rows if len(r) == 9 and r[:3] == ["nero", "0.001", "0"])
-    assert final[3:6] == ["0.6", "0.958", "—"]  # ours at epoch 10, theirs at 50: no Δ
-    headline = next(r for r in rows if len(r) == 6 and r[1] == "Nero")
-    assert headline[3] == "0.6 ± 0" and headline[5] == "—"
-    # The same records read as full-length runs: the full run's seed 1 only, Δ taken.
-    full = artefacts.fig3_right(Records(rs), tmp_path / "full")
-    assert full.skipped is None
-    headline = next(r for r in comparison(tmp_path / "full", "fig3_right")
-                    if len(r) == 6 and r[1] == "Nero")
-    assert headline[3] == "0.9 ± 0" and headline[5] != "—"
+    per_epoch = {(r[0], int(r[3])): r for r in rows if len(r) == 9 and r[3].isdigit()}
+    assert sorted(e for o, e in per_epoch if o == "Nero") == list(range(1, 11))  # only ours
+    assert per_epoch[("Nero", 1)][8] == "below: -0.0100"
+    assert per_epoch[("Nero", 1)][5] == f"{low[0]:.4f}" and per_epoch[("Nero", 1)][7] == f"{high[0]:.4f}"
+    assert per_epoch[("Nero", 2)][8] == "inside"
+    assert per_epoch[("Nero", 3)][8] == "above: +0.0200"
+    assert per_epoch[("Nero", 4)][8] == "inside"  # 1e-6 above: under half an image
+    assert all(per_epoch[("Adam", e)][8] == "inside" for e in range(1, 11))
+    assert ("SGD", 1) not in per_epoch  # ours at 0.01, theirs chose 0.1: not their seed range
+    assert ("- Nero (η=0.001), our seed 0, 10 epochs: inside at epochs 2, 4-10; above at epoch 3 "
+            "(by up to +0.0200, epoch 3); below at epoch 1 (by up to -0.0100, epoch 1).") in text
+    search = {(r[0], r[1]): r for r in rows if len(r) == 10 and r[0] != "optimiser"}
+    assert len(search) == 16  # their 4 lrs for each of 4 optimisers
+    theirs = next(r for r in published.fig3_right() if r.stage == "lr_search"
+                  and r.optimizer == "sgd" and r.lr == 0.01)
+    assert search[("SGD", "0.01")][4:8] == ["10", "0.3000", f"{theirs.train_acc[9]:.4f}",
+                                            f"{0.3 - theirs.train_acc[9]:+.4f}"]
+    assert search[("SGD", "0.01")][9] == "—"  # ours stop at 10 of their 50: no test Δ
+    assert search[("SGD", "0.1")][4] == "no run"
+
+
+def test_fig3_right_full_runs_meet_the_authors_final_test_accuracy(tmp_path):
+    lamb = authors_seeds("lamb")
+    top = max(r.test_acc for r in lamb)
+    history = [{"epoch": e, "train/acc": lamb[1].train_acc[e - 1], "test_acc": top + 0.01}
+               for e in range(1, 51)]
+    rs = [rec("mnist_mlp", "lamb", 0.01, 2, 0.7, sweep="fig3_deep_mlp", scale="paper",
+              history=history),
+          rec("mnist_mlp", "lamb", 0.01, 0, 0.7, sweep="fig3_deep_mlp", scale="paper",
+              variant={"task.epochs": 10}, history=history[:10])]  # another variant: not used
+    artefacts.fig3_right(Records(rs), tmp_path)
+    rows = comparison(tmp_path, "fig3_right")
+    final = [r for r in rows if len(r) == 6 and r[0] == "LAMB"]
+    assert final == [["LAMB", "0.01", "2", f"{top + 0.01:.4f}",
+                      f"{min(r.test_acc for r in lamb):.4f}-{top:.4f}", "above: +0.0100"]]
+    per_epoch = [r for r in rows if len(r) == 9 and r[0] == "LAMB"]
+    assert len(per_epoch) == 50 and all(r[2] == "2" and r[8] == "inside" for r in per_epoch)
+
+
+def test_fig3_right_draws_every_optimiser_in_its_own_panels(tmp_path, monkeypatch):
+    """SGD, Adam and LAMB all sit at chance: each gets its own panels, and in an lr-search panel
+    runs on the same line carry distinct, staggered markers."""
+    drawn = {}
+    save = artefacts.figures.save
+    monkeypatch.setattr(artefacts.figures, "save", lambda fig, *a: drawn.setdefault("fig", fig)
+                        and save(fig, *a))
+    rs = [rec("mnist_mlp", o, lr, 0, 0.1124, sweep="fig3_deep_mlp", scale="paper",
+              history=[{"epoch": e, "train/acc": 0.1124, "test_acc": 0.1135} for e in (1, 2)])
+          for o, lr in (("nero", 0.001), ("sgd", 0.1), ("adam", 0.001), ("lamb", 0.01))]
+    artefacts.fig3_right(Records(rs), tmp_path)
+    top, bottom = drawn["fig"].axes[:4], drawn["fig"].axes[4:]
+    assert [ax.get_title().split(",")[0] for ax in top] == ["Nero", "SGD", "Adam", "LAMB"]
+    for ax in top:
+        assert "ours, seed 0" in [line.get_label() for line in ax.get_lines()]
+    for ax in bottom:
+        theirs = [line for line in ax.get_lines() if line.get_label().startswith("authors")]
+        assert len(theirs) == 4
+        assert len({(line.get_marker(), str(line.get_markevery())) for line in theirs}) == 4
+
+
+def test_published_fig3_right_csv_is_every_run_and_epoch_of_the_authors_pickles(tmp_path):
+    import csv
+    import pickle
+    import subprocess
+
+    from tests.conftest import REPO
+    authors = REPO / "results" / "published" / "authors"
+    out = tmp_path / "runs.csv"
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "published_fig3_right.py"),
+                           "--out", str(out)], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    # the committed CSV is what the script writes
+    assert out.read_bytes() == (REPO / "results" / "published" / "fig3_right_runs.csv").read_bytes()
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    expected = []
+    for name in ("100-layer-lr-search.p", "100-layer-3-seeds.p"):
+        with open(authors / name, "rb") as f:  # our committed copies: a plain reference read
+            runs = pickle.load(f)
+        for (opt, lr, seed), (train, test) in runs.items():
+            expected += [(name, opt, lr, seed, e, acc, test) for e, acc in enumerate(train, 1)]
+    got = [(r["source"], r["optimizer"], float(r["lr"]), int(r["seed"]), int(r["epoch"]),
+            float(r["train_acc"]), float(r["test_acc"])) for r in rows]
+    assert got == expected  # exactly the pickles' floats, every run, every epoch
+    assert len({g[:4] for g in got}) == len(published.fig3_right())
+    by_run = {(r.source, r.optimizer, r.lr, r.seed): r for r in published.fig3_right()}
+    for source, opt, lr, seed, epoch, acc, test in got:
+        run = by_run[(source, opt, lr, seed)]
+        assert run.train_acc[epoch - 1] == acc and run.test_acc == test
+
+
+def test_published_fig3_right_refuses_a_pickle_that_would_run_code(tmp_path):
+    import os
+    import pickle
+    import shutil
+    import subprocess
+
+    from tests.conftest import REPO
+    marker = tmp_path / "ran"
+
+    class Crafted:
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+
+    folder = tmp_path / "authors"
+    folder.mkdir()
+    shutil.copy(REPO / "results" / "published" / "authors" / "100-layer-lr-search.p", folder)
+    (folder / "100-layer-3-seeds.p").write_bytes(pickle.dumps({("nero", 0.001, 0): Crafted()}))
+    out = tmp_path / "runs.csv"
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "published_fig3_right.py"),
+                           "--authors", str(folder), "--out", str(out)], cwd=REPO,
+                          capture_output=True, text=True)
+    assert done.returncode == 1 and not marker.exists() and not out.exists()
+    assert done.stderr.count("\n") == 1 and "only plain data is allowed" in done.stderr
+    from scripts import published_fig3_right as script
+    bad = tmp_path / "bad.p"
+    bad.write_bytes(pickle.dumps({("nero", 0.001, 0): ([0.1, "0.2"], 0.3)}))
+    with pytest.raises(ValueError, match="is not \\(opt, lr, seed\\)"):
+        script.load(bad)
 
 
 def test_fig8_puts_lamb_with_momentum_beside_table_1s_pong_row(tmp_path):

@@ -25,6 +25,7 @@ and the difference, wherever they give one.
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -327,64 +328,194 @@ def fig9(rec: Records, out: Path, optimizers: Optimizers = PAPER) -> Outcome:
                          hline=(23.7, "76.3% accuracy, which SGD + wd surpassed (paper)"))
 
 
-def fig3_right(rec: Records, out: Path, optimizers: Optimizers = PAPER) -> Outcome:
-    curves = [Curve(tables.label(o), ("fig3_deep_mlp",), "mnist_mlp", o,
-                    color=figures.COLORS.get(o)) for o in optimizers]
-    theirs = published.fig3_right()
-    finals: Paper = {}
-    for o in tables.TABLE1_OPTIMIZERS:
-        values = [float(r["train_acc"]) for r in theirs if r["optimizer"] == o and r["stage"] == "seeds"]
-        m = sum(values) / len(values)
-        finals[("mnist_mlp", tables.OPT_LABELS[o])] = (
-            m, math.sqrt(sum((v - m) ** 2 for v in values) / len(values)))
-    by_epoch = published.fig3_right_epochs()
-    marks: Marks = {}
-    for o in {str(r["optimizer"]) for r in by_epoch}:
-        pts = [(float(r["epoch"]), float(r["train_acc"])) for r in by_epoch if r["optimizer"] == o]
-        marks[("mnist_mlp", tables.label(o))] = (f"{tables.label(o)}, the authors' seed 0", pts)
-    outcome = curves_figure("fig3_right", "Fig. 3 (right): a 100-layer MLP on MNIST, no batch norm "
-                            "or skip connections", [("", curves)], rec, out, finals, marks=marks)
-    if outcome.skipped:
-        return outcome
-    shortened = rec.shift.get("task.epochs")
-    rows = []
-    for r in theirs:
-        ours = [x for x in rec.runs(sweeps=["fig3_deep_mlp"], task="mnist_mlp",
-                                    optimizer=str(r["optimizer"]))
-                if float(x["lr"]) == r["lr"] and int(x["seed"]) == r["seed"]]
-        if r["stage"] == "seeds" and r["seed"] == 0:
-            continue  # the same run as the lr search's
-        train = ours[0]["history"][-1].get("train/acc") if ours and ours[0].get("history") else None
-        test = ours[0]["history"][-1].get("test_acc") if ours and ours[0].get("history") else None
-        if shortened:  # ours stop early: no difference with their final epoch
-            train_d, test_d = "—", "—"
+# Two accuracies over MNIST's 60 000 training images that differ by less than half an image are
+# the same count: ours is a mean of float32 per-batch accuracies (off by ~1e-8), theirs exact.
+SAME_ACC = 0.5 / 60_000
+
+
+def against_range(value: float, low: float, high: float) -> tuple[str, float]:
+    """Where a value lies against [low, high]: inside, above or below, and by how much (signed,
+    0 inside)."""
+    if value > high + SAME_ACC:
+        return "above", value - high
+    if value < low - SAME_ACC:
+        return "below", value - low
+    return "inside", 0.0
+
+
+def acc4(x: float | None) -> str:
+    return "—" if x is None else f"{x:.4f}"
+
+
+def epoch_spans(epochs: list[int]) -> str:
+    """1, 2, 3, 5 -> "1-3, 5"."""
+    spans: list[list[int]] = []
+    for e in epochs:
+        if spans and e == spans[-1][-1] + 1:
+            spans[-1].append(e)
         else:
-            train_d, test_d = diff(train, float(r["train_acc"])), diff(test, float(r["test_acc"]))
-        rows.append([str(r["optimizer"]), f"{r['lr']:g}", str(r["seed"]), fmt(train),
-                     f"{r['train_acc']:.4g}", train_d, fmt(test), f"{r['test_acc']:.4g}", test_d])
-    at_epochs = []
-    for r in by_epoch:
-        ours = [e.get("train/acc") for x in rec.runs(sweeps=["fig3_deep_mlp"], task="mnist_mlp",
-                                                      optimizer=str(r["optimizer"]))
-                if float(x["lr"]) == r["lr"] and int(x["seed"]) == r["seed"]
-                for e in x.get("history", []) if e.get("epoch") == r["epoch"]]
-        mine = ours[0] if ours else None
-        at_epochs.append([str(r["optimizer"]), f"{r['lr']:g}", str(r["seed"]), str(r["epoch"]),
-                          fmt(mine), f"{r['train_acc']:.4g}", diff(mine, float(r["train_acc"]))])
-    last = (f"ours at our last epoch ({shortened}), theirs at their 50th, so no difference is "
-            "taken" if shortened else "ours at the same lr and seed where we ran it")
+            spans.append([e])
+    return ", ".join(f"{s[0]}-{s[-1]}" if len(s) > 1 else str(s[0]) for s in spans)
+
+
+def train_curve(r: Entry) -> list[tuple[int, float]]:
+    """A record's (epoch, training accuracy), where it was recorded."""
+    return [(int(e["epoch"]), float(e["train/acc"])) for e in r.get("history", [])
+            if e.get("train/acc") is not None and math.isfinite(e["train/acc"])]
+
+
+def fig3_right(rec: Records, out: Path, optimizers: Optimizers = PAPER) -> Outcome:
+    """Per optimiser: our runs at the authors' chosen lr against their three seeds (band and
+    mean), epoch by epoch; below, their lr search (seed 0) beside ours at the same lrs. Every run
+    of their pickles comes from results/published/fig3_right_runs.csv."""
+    outcome = Outcome("fig3_right")
+    theirs = published.fig3_right()
+    fig, axes = figures.grid(2, len(optimizers))
+    used: list[Entry] = []
+    per_epoch: list[list[str]] = []
+    summary: list[str] = []
+    finals: list[list[str]] = []
+    search_rows: list[list[str]] = []
+    for o, ax_seeds, ax_search in zip(optimizers, axes[0], axes[1]):
+        label, color = tables.label(o), figures.COLORS.get(o)
+        ours = sorted((r for r in rec.runs(sweeps=["fig3_deep_mlp"], task="mnist_mlp", optimizer=o)
+                       if r.get("status") == "ok"), key=lambda r: (float(r["lr"]), int(r["seed"])))
+        if not ours:
+            outcome.missing.append(f"{label} (fig3_deep_mlp: mnist_mlp)")
+        used += ours
+        seeds = [r for r in theirs if r.optimizer == o and r.stage == "seeds"]
+        lr = seeds[0].lr if seeds else None
+        # -- top: the seed repeats at the authors' chosen lr
+        if seeds:
+            figures.seed_range(ax_seeds, [r.train_acc for r in seeds],
+                               f"authors, seeds {', '.join(str(r.seed) for r in seeds)}", color)
+        for i, r in enumerate(x for x in ours if float(x["lr"]) == lr and train_curve(x)):
+            curve = train_curve(r)
+            ax_seeds.plot(*zip(*curve), color="black", linewidth=1.0, zorder=4,
+                          marker=figures.MARKERS[i % len(figures.MARKERS)], markersize=3,
+                          label=f"ours, seed {r['seed']}")
+            where: dict[str, list[tuple[int, float]]] = defaultdict(list)
+            for epoch, value in curve:
+                if epoch > min(len(s.train_acc) for s in seeds):
+                    break
+                at = [s.train_acc[epoch - 1] for s in seeds]
+                side, by = against_range(value, min(at), max(at))
+                where[side].append((epoch, by))
+                per_epoch.append([label, f"{lr:g}", str(r["seed"]), str(epoch), f"{value:.4f}",
+                                  f"{min(at):.4f}", f"{sum(at) / len(at):.4f}", f"{max(at):.4f}",
+                                  side if side == "inside" else f"{side}: {by:+.4f}"])
+            parts = []
+            for side in ("inside", "above", "below"):
+                if where[side]:
+                    text = f"{side} at epoch{'s' if len(where[side]) > 1 else ''} " + epoch_spans(
+                        [e for e, _ in where[side]])
+                    if side != "inside":
+                        worst = max(where[side], key=lambda p: abs(p[1]))
+                        text += f" (by up to {worst[1]:+.4f}, epoch {worst[0]})"
+                    parts.append(text)
+            n = sum(len(v) for v in where.values())
+            summary.append(f"{label} (η={lr:g}), our seed {r['seed']}, {n} epochs: "
+                           + "; ".join(parts) + ".")
+            if curve and curve[-1][0] == len(seeds[0].train_acc):
+                test = [h.get("test_acc") for h in r["history"] if h["epoch"] == curve[-1][0]][0]
+                at = [s.test_acc for s in seeds]
+                side, by = against_range(test, min(at), max(at)) if test is not None else ("—", 0.0)
+                finals.append([label, f"{lr:g}", str(r["seed"]), acc4(test),
+                               f"{min(at):.4f}-{max(at):.4f}",
+                               side if side in ("inside", "—") else f"{side}: {by:+.4f}"])
+        ax_seeds.set_title(f"{label}, η={lr:g} (the authors' choice)" if lr else label, fontsize=9)
+        # -- bottom: the lr search, seed 0
+        search = sorted((r for r in theirs if r.optimizer == o and r.stage == "lr_search"),
+                        key=lambda r: r.lr)
+        lrs = sorted({r.lr for r in search} | {float(r["lr"]) for r in ours if int(r["seed"]) == 0})
+        shade = dict(zip(lrs, figures.shades(len(lrs))))
+        for i, eta in enumerate(lrs):
+            mark = figures.MARKERS[i % len(figures.MARKERS)]
+            run = next((r for r in search if r.lr == eta), None)
+            if run:
+                # staggered hollow markers: runs on the same chance-level line stay visible
+                ax_search.plot(range(1, len(run.train_acc) + 1), run.train_acc, color=shade[eta],
+                               linestyle="--", linewidth=1.0, marker=mark, markersize=4,
+                               markevery=(i, len(lrs) * 2), markerfacecolor="white",
+                               label=f"authors, η={eta:g}")
+            mine = next((r for r in ours if float(r["lr"]) == eta and int(r["seed"]) == 0
+                         and train_curve(r)), None)
+            if mine:
+                curve = train_curve(mine)
+                ax_search.plot(*zip(*curve), color=shade[eta], linewidth=1.2, marker=mark,
+                               markersize=3, zorder=4, label=f"ours, η={eta:g}")
+            if run:
+                last = train_curve(mine)[-1] if mine else None
+                test = next((h.get("test_acc") for h in mine["history"]
+                             if h["epoch"] == last[0]), None) if last else None
+                full = last is not None and last[0] == len(run.train_acc)
+                theirs_then = (run.train_acc[last[0] - 1]
+                               if last and last[0] <= len(run.train_acc) else None)
+                search_rows.append([
+                    label, f"{eta:g}", f"{run.train_acc[-1]:.4f}", f"{run.test_acc:.4f}",
+                    str(last[0]) if last else "no run", acc4(last[1] if last else None),
+                    acc4(theirs_then),
+                    diff(last[1], theirs_then) if last and theirs_then is not None else "—",
+                    acc4(test), diff(test, run.test_acc) if full else "—"])
+        ax_search.set_title(f"{label}: lr search, seed 0", fontsize=9)
+        for ax in (ax_seeds, ax_search):
+            ax.set_ylim(0.0, 1.0)
+            ax.set_xlim(0, 51)
+            figures.finish_axes(ax, "epoch", "training accuracy")
+            if ax.get_legend():  # placed where it covers the fewest points ("best")
+                for t in ax.get_legend().get_texts():
+                    t.set_fontsize(6)
+    if not used:
+        figures.close(fig)
+        outcome.skipped = "no records of fig3_deep_mlp: mnist_mlp"
+        return outcome
+    caption = tables.caption(used)
+    outcome.files += figures.save(
+        fig, out / "fig3_right" / "fig3_right", "Fig. 3 (right): a 100-layer MLP on MNIST, no batch "
+        "norm or skip connections; ours (solid) beside the authors' runs (dashed; their pickles)",
+        caption)
+    shortened = rec.shift.get("task.epochs")
+    n_theirs = max(len(r.train_acc) for r in theirs)  # the epochs of their runs (50)
+    chosen = {r.optimizer: r.lr for r in theirs if r.stage == "seeds"}
+    twice = [tables.label(o) for o in optimizers  # their seed 0 at the chosen lr, in both pickles
+             if len({r.train_acc for r in theirs
+                     if r.optimizer == o and r.seed == 0 and r.lr == chosen.get(o)}) > 1]
+    lines = [
+        "# fig3_right: ours beside the authors' runs, epoch by epoch", "", caption, "",
+        f"Theirs: the {len(theirs)} runs of the authors' two pickles "
+        "(`results/published/fig3_right_runs.csv`): the lr search at seed 0 and three seeds at the "
+        "lr they chose. Training accuracy is the running mean over each epoch's minibatches, "
+        "before each update, on both sides. Values within half a training image (0.5/60 000) of a "
+        "bound count as on it."
+        + (f" Our runs are cut short (task.epochs={shortened}) and are compared over the epochs "
+           "they have." if shortened else ""), "",
+        "## Our runs at the authors' chosen lr against their seed range", "",
+        "Per epoch: the minimum, mean and maximum of their seeds' training accuracy at that epoch, "
+        "and whether ours lies inside that range (or above / below it, by how much).", ""]
+    lines += [f"- {s}" for s in summary] or ["- No run of ours at the authors' chosen lrs."]
+    lines += ["", "| optimiser | η | our seed | epoch | ours | theirs: min | mean | max | ours vs "
+              "their range |", "|" + "---|" * 9]
+    lines += ["| " + " | ".join(r) + " |" for r in per_epoch]
+    lines += ["", "## Final test accuracy", ""]
+    if finals:
+        lines += ["| optimiser | η | our seed | ours | theirs (min-max) | ours vs their range |",
+                  "|" + "---|" * 6] + ["| " + " | ".join(r) + " |" for r in finals]
+    else:
+        lines.append(f"No run of ours at the authors' chosen lr has their {n_theirs} epochs, so their final "
+                     "test accuracies are compared with nothing (they are in the lr-search table "
+                     "below and in the CSV).")
+    lines += ["", "## Their lr search (seed 0) beside ours", "",
+              "Their final train and test accuracy; ours at our last epoch, theirs at that same "
+              f"epoch, and the test accuracy's difference only where ours ran their {n_theirs} epochs."
+              + (f" Their seed 0 at the chosen lr is in both pickles; for "
+                 f"{' and '.join(twice)} the two runs differ (theirs were not bit-reproducible), so "
+                 "both are kept." if twice else ""), "",
+              f"| optimiser | η | theirs: train acc ({n_theirs}) | test acc | our last epoch | ours: train "
+              "acc | theirs then | Δ | ours: test acc | Δ test |", "|" + "---|" * 10]
+    lines += ["| " + " | ".join(r) + " |" for r in search_rows]
     path = out / "fig3_right" / "comparison.md"
-    path.write_text(path.read_text() + (
-        "\n## Final epoch of every run of the authors' pickles\n\nTheir lr search (seed 0) and "
-        f"seeds 1-2 at their chosen lr; {last}.\n\n"
-        "| optimiser | η | seed | train acc (ours) | theirs | Δ | test acc (ours) | theirs | Δ |\n"
-        "|---|---|---|---|---|---|---|---|---|\n"
-        + "\n".join("| " + " | ".join(row) + " |" for row in rows) + "\n"
-        "\n## Training accuracy at single epochs\n\nThe epochs of the authors' seed-0 run we "
-        "have their values for; ours from the run of the same lr and seed.\n\n"
-        "| optimiser | η | seed | epoch | train acc (ours) | theirs | Δ |\n"
-        "|---|---|---|---|---|---|---|\n"
-        + "\n".join("| " + " | ".join(row) + " |" for row in at_epochs) + "\n"))
+    path.write_text("\n".join(lines) + "\n")
+    outcome.files.append(path)
     return outcome
 
 

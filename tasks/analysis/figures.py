@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt
 
 COLORS = {"nero": "tab:red", "sgd": "tab:blue", "adam": "tab:green", "lamb": "tab:purple",
           "madam": "tab:orange"}
+MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*")  # one per seed or lr: overlapping lines stay apart
 PAPER_STYLE = dict(color="black", marker="D", markersize=4, capsize=3, linestyle="none",
                    zorder=5)
 
@@ -35,6 +36,25 @@ def band(ax: plt.Axes, runs: Sequence[Sequence[tuple[float, float]]], label: str
     ax.fill_between(xs, [min(v) for v in ys], [max(v) for v in ys], color=line.get_color(),
                     alpha=0.2, linewidth=0)
     return True
+
+
+def seed_range(ax: plt.Axes, runs: Sequence[Sequence[float]], label: str,
+               color: str | None) -> None:
+    """The authors' runs of one setting (values per epoch, epoch 1 first): their min-max band and
+    their mean, dashed, so that our solid lines stay visible on top of it."""
+    n = min(len(r) for r in runs)
+    xs = list(range(1, n + 1))
+    ys = [[r[i] for r in runs] for i in range(n)]
+    ax.fill_between(xs, [min(v) for v in ys], [max(v) for v in ys], color=color, alpha=0.25,
+                    linewidth=0, label=f"{label}: min-max")
+    ax.plot(xs, [sum(v) / len(v) for v in ys], color=color, linestyle="--", linewidth=1.0,
+            label=f"{label}: mean")
+
+
+def shades(n: int) -> list[tuple[float, float, float, float]]:
+    """n colours that tell a sweep's values apart (e.g. its lrs, smallest first)."""
+    cmap = plt.get_cmap("viridis")
+    return [cmap(0.85 * i / max(n - 1, 1)) for i in range(n)]
 
 
 def paper_marker(ax: plt.Axes, x: float, mean: float, std: float = 0.0,

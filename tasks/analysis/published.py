@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 PUBLISHED = Path(__file__).resolve().parents[2] / "results" / "published"
@@ -39,18 +40,38 @@ def fig3_left(folder: Path = PUBLISHED) -> dict[float, dict[int, list[float]]]:
     return {s: dict(e) for s, e in out.items()}
 
 
-def fig3_right(folder: Path = PUBLISHED) -> list[dict[str, float | str]]:
-    """Final-epoch train and test accuracy of the authors' lr search and seed repeats."""
-    return [{"optimizer": r["optimizer"], "lr": float(r["lr"]), "seed": int(r["seed"]),
-             "train_acc": float(r["train_acc"]), "test_acc": float(r["test_acc"]),
-             "stage": r["stage"]} for r in read_csv("fig3_right.csv", folder)]
+@dataclass(frozen=True)
+class AuthorsRun:
+    """One run of the authors' Fig. 3 (right) pickles: training accuracy per epoch (running, over
+    the epoch's minibatches; epoch 1 first) and the test accuracy after the last epoch."""
+
+    source: str  # the pickle it came from (results/published/authors/)
+    optimizer: str
+    lr: float
+    seed: int
+    train_acc: tuple[float, ...]
+    test_acc: float
+
+    @property
+    def stage(self) -> str:
+        return "lr_search" if "lr-search" in self.source else "seeds"
 
 
-def fig3_right_epochs(folder: Path = PUBLISHED) -> list[dict[str, float | str]]:
-    """Training accuracy at some epochs of the authors' runs (the few their pickles were read at)."""
-    return [{"optimizer": r["optimizer"], "lr": float(r["lr"]), "seed": int(r["seed"]),
-             "epoch": int(r["epoch"]), "train_acc": float(r["train_acc"])}
-            for r in read_csv("fig3_right_epochs.csv", folder)]
+def fig3_right(folder: Path = PUBLISHED) -> list[AuthorsRun]:
+    """Every run of the authors' lr search (seed 0) and seed repeats, in the pickles' order."""
+    grouped: dict[tuple[str, str, float, int], list[dict[str, str]]] = {}
+    for r in read_csv("fig3_right_runs.csv", folder):
+        grouped.setdefault((r["source"], r["optimizer"], float(r["lr"]), int(r["seed"])), []).append(r)
+    runs = []
+    for (source, opt, lr, seed), rows in grouped.items():
+        if [int(r["epoch"]) for r in rows] != list(range(1, len(rows) + 1)) \
+                or len({r["test_acc"] for r in rows}) != 1:
+            raise ValueError(f"fig3_right_runs.csv: {source} {opt} lr={lr:g} seed={seed} is not one "
+                             "run of epochs 1, 2, ... with one test accuracy; rewrite it with "
+                             "scripts/published_fig3_right.py")
+        runs.append(AuthorsRun(source, opt, lr, seed, tuple(float(r["train_acc"]) for r in rows),
+                               float(rows[0]["test_acc"])))
+    return runs
 
 
 def fig7_logs(folder: Path = PUBLISHED) -> list[dict[str, float | str]]:
