@@ -133,6 +133,7 @@ def _train_cell(cfg: DictConfig, ident: identity.Identity, out: Path, main: bool
     if config["logger"]["name"] == "wandb" and main:
         mirror = WandbMirror(config["logger"], ident, config, out, progress.line, run_id=wandb_id)
         checkpointer.wandb_id = mirror.run_id  # a resumed process continues this W&B run
+        task.ctx.log_image = mirror.log_image  # e.g. the cGAN's sample grids
     record = _record_head(cfg, ident, config, task, device, world)
 
     # -- 4: training, and 5: the record ------------------------------------------------------------
