@@ -42,7 +42,7 @@ def test_bench_writes_every_measurement_with_its_provenance(tmp_path):
     assert head["Commit"].split()[0] == commit
     assert started <= datetime.fromisoformat(head["Date"]) <= datetime.now(timezone.utc)
     assert "QUICK SETTINGS" in text
-    blocks = re.findall(r"^## .*\(`python scripts/(\S+) ([^`]*)`\)\n.*?```\n(.*?)```", text,
+    blocks = re.findall(r"^## [^\n]*\(`python scripts/(\S+) ([^`]*)`\)\n.*?```\n(.*?)```", text,
                         re.M | re.S)
     assert [b[0] for b in blocks] == list(MEASURED)
     for script, args, block in blocks:
