@@ -72,11 +72,8 @@ slurm-test: install  ## bring the local cluster up, run the tests marked slurm, 
 	$(QUIET_WANDB) SLURM_CONF=$(SLURM_CONF) $(BIN)/python -m pytest -m slurm -v; \
 		status=$$?; bash scripts/slurm_cluster.sh down; exit $$status
 
-bench: install  ## optimiser step, runner overhead, model throughput and PPO benchmarks
-	$(BIN)/python scripts/bench_optim.py
-	$(QUIET_WANDB) $(BIN)/python scripts/bench_runner.py
-	$(BIN)/python scripts/bench_throughput.py
-	$(BIN)/python scripts/bench_ppo.py
+bench: install  ## optimiser step, runner overhead, model throughput and PPO benchmarks -> results/benchmarks/cpu.md
+	$(QUIET_WANDB) $(BIN)/python scripts/bench.py --out results/benchmarks/cpu.md
 
 clean:  ## remove caches and local outputs (never results/published)
 	rm -rf outputs multirun .pytest_cache .ruff_cache results/demo

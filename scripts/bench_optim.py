@@ -2,6 +2,7 @@
 
     python scripts/bench_optim.py                 # ResNet-50 and a 100-layer 784-wide MLP
     python scripts/bench_optim.py --device cuda --rounds 30
+    python scripts/bench_optim.py --quick         # a 10-layer 64-wide MLP, 2 rounds: checks the script
 
 Every optimiser steps on the same parameters and gradients; the steps are interleaved round by
 round and the median per optimiser is divided by SGD(foreach)'s median from the same rounds,
@@ -124,8 +125,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--models", default="resnet50,mlp100")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--quick", action="store_true",
+                        help="a 10-layer 64-wide MLP, 2 rounds after 1 warm-up: checks the script")
     args = parser.parse_args()
-    models = {"resnet50": torchvision.models.resnet50, "mlp100": mlp}
+    models = {"resnet50": torchvision.models.resnet50, "mlp100": mlp, "mlp10x64": lambda: mlp(10, 64)}
+    if args.quick:
+        args.models, args.rounds, args.warmup = "mlp10x64", 2, 1
     hardware = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor()
     print(f"torch {torch.__version__}, {hardware or platform.machine()}, "
           f"{torch.get_num_threads()} CPU threads")

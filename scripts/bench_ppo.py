@@ -1,6 +1,7 @@
 """Pong PPO throughput on this machine: agent steps/s of the environments alone and end to end.
 
     python scripts/bench_ppo.py [--envs 8] [--updates 3]
+    python scripts/bench_ppo.py --quick    # 2 environments, 1 short update: checks the script only
 
 env-only: random actions through 8 wrapped Pong copies, in-process (sync) and one process per
 copy (async). End to end: full PPO updates (128-step rollouts, 4 x 4 minibatch steps, Nero)
@@ -10,7 +11,9 @@ through the task, i.e. what a training run sustains.
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,7 +23,7 @@ from tasks.experiments.base import RunContext
 from tasks.experiments.data.atari import make_vector_env
 from tasks.experiments.pong_ppo import PongPPO
 from tasks.runner.cli import compose
-from tasks.runner.loop import _Stepper, resolve_device
+from tasks.runner.loop import OptimizerStepper, resolve_device
 
 
 def env_only(n: int, kind: str, steps: int) -> float:
@@ -35,18 +38,22 @@ def env_only(n: int, kind: str, steps: int) -> float:
     return rate
 
 
-def end_to_end(n: int, kind: str, updates: int, device: torch.device) -> float:
-    cfg = compose("task=pong_ppo", f"task.num_envs={n}", f"task.vector_env={kind}")
-    ctx = RunContext(device=device, data_dir=None, run_dir=None, scale="paper", seed=0, cfg=cfg)
-    task = PongPPO(cfg.task, ctx)
-    opt = Nero(task.model.parameters(), lr=0.01)
-    stepper = _Stepper({"model": opt}, clip=0.5)
-    task.train_step(0, stepper)  # warm-up
-    t0 = time.perf_counter()
-    for u in range(updates):
-        task.train_step(u, stepper)
-    rate = updates * n * cfg.task.num_steps / (time.perf_counter() - t0)
-    task.close()
+def end_to_end(n: int, kind: str, updates: int, device: torch.device,
+               overrides: tuple[str, ...] = ()) -> float:
+    cfg = compose("task=pong_ppo", f"task.num_envs={n}", f"task.vector_env={kind}", *overrides)
+    with tempfile.TemporaryDirectory() as tmp:
+        ctx = RunContext(device=device, data_dir=Path(str(cfg.data_dir)), run_dir=Path(tmp), seed=0)
+        task = PongPPO(cfg.task, ctx)
+        opt = Nero(task.model.parameters(), lr=0.01)
+        stepper = OptimizerStepper({"model": opt}, clip=float(cfg.task.grad_clip))
+        try:
+            task.train_step(0, stepper)  # warm-up
+            t0 = time.perf_counter()
+            for u in range(updates):
+                task.train_step(u, stepper)
+            rate = updates * n * cfg.task.num_steps / (time.perf_counter() - t0)
+        finally:
+            task.close()
     return rate
 
 
@@ -56,13 +63,20 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--updates", type=int, default=3)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--quick", action="store_true",
+                        help="2 environments, 20 env-only steps, 1 update of 16-step rollouts: "
+                             "checks the script only")
     args = parser.parse_args()
+    # --quick: 16-step rollouts, one epoch of 2 minibatches per update
+    small = ("task.num_steps=16", "task.update_epochs=1", "task.num_minibatches=2")
+    if args.quick:
+        args.envs, args.steps, args.updates = 2, 20, 1
     device = resolve_device(args.device)
     print(f"Pong, {args.envs} environments, torch threads {torch.get_num_threads()}, {device}")
     for kind in ("sync", "async"):
         print(f"  env-only ({kind}):   {env_only(args.envs, kind, args.steps):8.0f} agent steps/s")
     for kind in ("sync", "async"):
-        rate = end_to_end(args.envs, kind, args.updates, device)
+        rate = end_to_end(args.envs, kind, args.updates, device, small if args.quick else ())
         print(f"  end to end ({kind}): {rate:8.0f} agent steps/s (PPO updates with Nero)")
 
 

@@ -1,6 +1,7 @@
 """Runner overhead: an MNIST-MLP epoch through the runner vs a bare PyTorch loop, one process.
 
     python scripts/bench_runner.py [--rounds 3] [--device cpu]
+    python scripts/bench_runner.py --quick     # 1 round of 1 step: checks the script only
 
 Both do the same work: the 5-layer 784-wide MLP of E2 on MNIST-shaped data (synthetic, so no
 download is needed), batch 250, Nero, per-step accuracy, one test evaluation and, for the
@@ -69,12 +70,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--n-train", type=int, default=15000, help="60 steps of batch 250")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--quick", action="store_true",
+                        help="1 round of 1 step (250 examples): checks the script only")
     args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.n_train = 1, 250
     device = torch.device(args.device)
     runner_times, bare_times = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        bare(2000, device)  # warm-up: allocator, kernels, imports
-        through_runner(2000, device, Path(tmp), -1)
+        warm = min(2000, args.n_train)
+        bare(warm, device)  # warm-up: allocator, kernels, imports
+        through_runner(warm, device, Path(tmp), -1)
         for i in range(args.rounds):
             bare_times.append(bare(args.n_train, device))
             runner_times.append(through_runner(args.n_train, device, Path(tmp), i))

@@ -2,10 +2,12 @@
 
     python scripts/bench_throughput.py                       # every model, on the GPU if any
     python scripts/bench_throughput.py --models vgg11,resnet18 --device cpu --steps 5
+    python scripts/bench_throughput.py --quick      # the LM, 1 step: checks the script only
 
 A step is forward, backward and a Nero step on synthetic data already on the device (so the
-number is the model's and the optimiser's, not the loader's), in fp32 as the paper, with
-channels_last on GPUs; "bf16" runs the same under autocast. Data pipelines are measured by the
+number is the model's and the optimiser's, not the loader's), in IEEE fp32 as the paper (the
+backend flags of a run with precision=fp32: TF32 off), with channels_last on GPUs; "bf16" runs the
+same under autocast. Data pipelines are measured by the
 tasks themselves (the CIFAR pipeline augments on the device and never waits for a loader).
 """
 
@@ -21,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nero import Nero
+from tasks.runner.loop import set_backends
 
 Workload = tuple[nn.Module, Callable[[nn.Module], torch.Tensor], int]
 
@@ -106,14 +109,20 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default 30 GPU, 3 CPU)")
     parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--quick", action="store_true",
+                        help="the Wikitext-2 LM, 1 warm-up and 1 timed step: checks the script only")
     args = parser.parse_args()
+    if args.quick:
+        args.models, args.steps = "transformer_lm", 1
     device = torch.device(args.device)
+    set_backends("bf16" if args.bf16 else "fp32", device, deterministic=False)
     steps = args.steps or (30 if device.type == "cuda" else 3)
+    warmup = 1 if args.quick else (2 if device.type == "cpu" else 5)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"torch {torch.__version__} on {name} ({torch.get_num_threads()} threads), "
           f"{'bf16 autocast' if args.bf16 else 'fp32'}, {steps} timed steps")
     for model in args.models.split(","):
-        rate = bench(model, device, steps, warmup=2 if device.type == "cpu" else 5, bf16=args.bf16)
+        rate = bench(model, device, steps, warmup=warmup, bf16=args.bf16)
         print(f"  {model:<16} {rate:12.1f} {UNITS.get(model, 'images/s')}")
 
 

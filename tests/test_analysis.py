@@ -357,20 +357,42 @@ def test_fig8_puts_lamb_with_momentum_beside_table_1s_pong_row(tmp_path):
     assert rows["LAMB β1=0.9"][3] == "19 ± 0.816" and rows["LAMB β1=0.9"][4] == "not published"
 
 
-def test_fig9_shows_the_four_configurations_and_the_target(tmp_path):
-    def run(opt, variant, seed, err):
-        return rec("imagenet_resnet50", opt, 0.1 if opt == "sgd" else 0.01, seed, err,
+def test_table1_shows_wikitext2_validation_and_test_perplexity_of_the_same_runs(tmp_path):
+    def run(opt, lr, seed, val, test):
+        return rec("wikitext2_transformer", opt, lr, seed, val, scale="paper",
+                   extra={"test_ppl_of_best_val_model": test})
+    rs = [run("nero", 0.01, s, 170.0 + s, 160.0 + 2 * s) for s in range(3)]
+    rs += [run("nero", 0.1, 0, 200.0, 100.0)]  # a worse lr: its test value is never used
+    outcome = artefacts.table1(Records(rs), tmp_path)
+    assert outcome.skipped is None
+    rows = comparison(tmp_path, "table1")[1:]
+    val = [r for r in rows if r[:2] == ["wikitext2_transformer", "nero"]]
+    test = [r for r in rows if r[:2] == [artefacts.WIKITEXT2_TEST, "nero"]]
+    assert val[0][2:] == ["171 ± 0.816", "173 ± 0.51", "-1.99"]
+    assert test[0][2:] == ["162 ± 1.63", "173 ± 0.51", "-10.99"]
+    assert not [r for r in rows if r[0] == artefacts.WIKITEXT2_TEST and r[1] != "nero"]
+    assert "test_ppls.txt" in (tmp_path / "table1" / "comparison.md").read_text()
+
+
+def test_fig9_shows_the_five_configurations_and_the_target(tmp_path):
+    def run(opt, variant, seed, err, lr=None):
+        return rec("imagenet_resnet50", opt, lr or (0.1 if opt == "sgd" else 0.01), seed, err,
                    sweep="fig9", variant=variant,
                    history=[{"epoch": 1, "top1_error": err, "train/top1_acc": 0.8}])
     rs = [run("sgd", {}, s, 23.0 + s) for s in range(3)]
     rs += [run("sgd", {"optimizer.weight_decay": 0.0}, s, 26.0) for s in range(3)]
-    rs += [run("nero", {}, s, 25.0) for s in range(2)]  # one seed missing
+    rs += [run("nero", {}, s, 25.0) for s in range(2)]  # lr 0.01, one seed missing
+    rs += [run("nero", {}, s, 30.0 + s, lr=0.1) for s in range(3)]  # worse, yet shown as it is
     outcome = artefacts.fig9(Records(rs), tmp_path)
     assert outcome.skipped is None
     assert outcome.missing == ["Nero tuned (fig9: imagenet_resnet50)"]
     rows = {r[1]: r for r in comparison(tmp_path, "fig9")[1:]}
     assert rows["SGD + wd"][3] == "24 ± 0.816" and rows["SGD, no wd"][3] == "26 ± 0"
-    assert rows["Nero OOTB"][3] == "25 ± 0" and rows["Nero tuned"][3] == "—"
+    # The two out-of-the-box lrs (gap 30) are two curves, neither the better of both.
+    script, readme = rows["Nero OOTB (script, lr 0.1)"], rows["Nero OOTB (README, lr 0.01)"]
+    assert (script[2], script[3]) == ("0.1", "31 ± 0.816")
+    assert (readme[2], readme[3]) == ("0.01", "25 ± 0")
+    assert rows["Nero tuned"][3] == "—"
 
 
 # -- the command line ---------------------------------------------------------------------------------

@@ -88,13 +88,16 @@ def test_grouped_bn_statistics_per_group_and_running_stats_from_the_first():
 def test_fig9_configurations():
     cells = compose("+experiment=fig9_imagenet").hydra.sweeper.cells
     configs = {tuple(c): compose("task=imagenet_resnet50", *c) for c in cells}
-    assert len(configs) == 4
+    assert len(configs) == 5
     sgd = configs[("optimizer=sgd",)]
     assert (sgd.optimizer.momentum, sgd.optimizer.weight_decay, sgd.optimizer.lr) == (0.9, 1e-4, 0.1)
     no_wd = configs[("optimizer=sgd", "optimizer.weight_decay=0.0")].optimizer
     assert (no_wd.momentum, no_wd.weight_decay) == (0.9, 0.0)
-    ootb = configs[("optimizer=nero",)]
-    assert ootb.optimizer.lr == 0.01 and ootb.task.bn_gain_penalty == 0  # out of the box
+    # Out of the box (gap 30): the lr of the authors' script, and the one of their README.
+    for lr in (0.1, 0.01):
+        ootb = configs[("optimizer=nero", f"optimizer.lr={lr}")]
+        assert ootb.optimizer.lr == lr and ootb.task.bn_gain_penalty == 0
+        assert (ootb.optimizer.beta, ootb.optimizer.bias_scale) == (0.999, None)
     tuned = configs[("optimizer=nero_tuned", "task.bn_gain_penalty=1.0e-4")]
     assert tuned.optimizer.lr == 0.02 and tuned.optimizer.bias_scale == 1.0
     assert tuned.task.bn_gain_penalty == 1e-4

@@ -101,7 +101,7 @@ def test_values_of_the_wrong_type_fail_while_composing(override):
 
 
 @pytest.mark.parametrize("override,message", [
-    ("precision=fp8", "expected one of [fp32, bf16]"),
+    ("precision=fp8", "expected one of [fp32, tf32, bf16]"),
     ("task.batch_size=abc", "task.batch_size=abc"),
     ("task.epochs=0", "task.epochs must be > 0"),
     ("+task.epoch=5", "unknown config key task.epoch"),

@@ -57,9 +57,10 @@ def test_cells_combine_with_the_grid_and_the_command_line_wins():
     sweeper = compose("+experiment=fig9_imagenet").hydra.sweeper
     grid = GridSweeper(sweeper.grid, sweeper.cells, sweeper.seeds, "optimizer.lr", "seed")
     jobs = grid._expand([])
-    assert len(jobs) == 12
+    assert len(jobs) == 15
+    assert ["optimizer=nero", "optimizer.lr=0.1", "seed=1"] in jobs
     assert ["optimizer=sgd", "optimizer.weight_decay=0.0", "seed=2"] in jobs
     assert ["optimizer=nero_tuned", "task.bn_gain_penalty=1.0e-4", "seed=0"] in jobs
     only = grid._expand(["seed=5", "optimizer.weight_decay=0.5"])
-    assert len(only) == 3 and all(j[-1] == "optimizer.weight_decay=0.5" for j in only)  # sgd once
+    assert len(only) == 4 and all(j[-1] == "optimizer.weight_decay=0.5" for j in only)  # sgd once
     assert ["optimizer=sgd", "seed=5", "optimizer.weight_decay=0.5"] in only

@@ -26,6 +26,36 @@ def test_lm_architecture_matches_e5():
     assert out.shape == (7, 3, 50) and torch.allclose(out.exp().sum(-1), torch.ones(7, 3))
 
 
+@pytest.mark.parametrize("norm, tensors, params", [
+    (None, 19, 13_826_878),  # the default: no LayerNorm
+    ("layernorm_noaffine", 19, 13_826_878),  # the other reading of the paper's 19 (gap 19)
+    ("layernorm", 27, 13_826_878 + 2 * 2 * 2 * 200),  # 2 layers x 2 norms x (gain, bias)
+])
+def test_lm_norm_variants_and_their_tensor_counts(norm, tensors, params):
+    from tasks.runner.cli import compose
+
+    cfg = compose("task=wikitext2_transformer", f"task.norm={'null' if norm is None else norm}")
+    assert cfg.task.norm == norm
+    assert count_params(TransformerLM(33_278, norm=cfg.task.norm)) == (tensors, params)
+    torch.manual_seed(0)
+    model = TransformerLM(40, d_model=16, nhead=2, d_ff=16, dropout=0.0, norm=norm).eval()
+    x = model.encoder(torch.randint(0, 40, (5, 2)))
+    mask = torch.triu(torch.full((5, 5), float("-inf")), diagonal=1)
+    out = model.layers[0](x, mask)
+    normalised = torch.allclose(out.mean(-1), torch.zeros(5, 2), atol=1e-5) and torch.allclose(
+        out.var(-1, unbiased=False), torch.ones(5, 2), atol=1e-3)
+    assert normalised == (norm is not None)  # a fresh LayerNorm's gain is 1 and bias 0
+
+
+def test_lm_norm_is_checked():
+    from tasks.errors import UserError
+    from tasks.runner import validation
+    from tasks.runner.cli import compose
+
+    with pytest.raises(UserError, match="task.norm must be null, layernorm or layernorm_noaffine"):
+        validation.validate(compose("task=wikitext2_transformer", "task.norm=batchnorm"))
+
+
 def test_lm_is_causal():
     torch.manual_seed(0)
     model = TransformerLM(30, d_model=16, nhead=2, d_ff=16, dropout=0.0).eval()

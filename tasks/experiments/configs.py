@@ -181,10 +181,15 @@ class Wikitext2Config(_Wikitext2, TaskConfig):
     nhead: int = MISSING
     nhid: int = MISSING
     nlayers: int = MISSING
+    # null: no LayerNorm (the paper's 19 tensors); layernorm_noaffine also has 19 (gap 19);
+    # layernorm: with gains and biases, 27
+    norm: Optional[str] = None  # noqa: UP045
 
     def __post_init__(self) -> None:
         super().__post_init__()
         positive(self, "emsize", "nhead", "nhid", "nlayers")
+        require(self.norm in (None, "layernorm", "layernorm_noaffine"),
+                f"task.norm must be null, layernorm or layernorm_noaffine, got {self.norm!r}")
         self._check_stream("emsize", "nhead")
 
 

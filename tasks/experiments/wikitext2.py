@@ -42,7 +42,7 @@ class Wikitext2LM(Task):
     def build_model(self) -> nn.Module:
         cfg = self.cfg
         return TransformerLM(len(self.vocab), cfg.emsize, cfg.nhead, cfg.nhid, cfg.nlayers,
-                             cfg.dropout)
+                             cfg.dropout, norm=cfg.norm)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"model": self.model}

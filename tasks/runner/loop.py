@@ -133,6 +133,7 @@ def _train_cell(cfg: DictConfig, ident: identity.Identity, out: Path, main: bool
     if config["logger"]["name"] == "wandb" and main:
         mirror = WandbMirror(config["logger"], ident, config, out, progress.line, run_id=wandb_id)
         checkpointer.wandb_id = mirror.run_id  # a resumed process continues this W&B run
+        task.ctx.log_image = mirror.log_image  # e.g. the cGAN's sample grids
     record = _record_head(cfg, ident, config, task, device, world)
 
     # -- 4: training, and 5: the record ------------------------------------------------------------
@@ -175,7 +176,8 @@ def _prepare_process(cfg: DictConfig, ident: identity.Identity, world: int,
         device = torch.device("cuda", local_rank)
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
-    seed_everything(ident.seed, device, cfg.deterministic)
+    seed_everything(ident.seed)
+    set_backends(validation.Precision(cfg.precision).value, device, cfg.deterministic)
     if not cfg.download:  # a missing file fails now, never after a network timeout
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -237,6 +239,7 @@ def _record_head(cfg: DictConfig, ident: identity.Identity, config: dict[str, An
         "goal": task.goal,
         "device": str(device) if world == 1 else f"{world} x {device.type} (DDP)",
         "hardware": records.hardware(device),
+        "backend": backend_flags(),
         "versions": records.versions(),
         "git": records.git_state(REPO),
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -450,16 +453,40 @@ def resolve_device(name: str) -> torch.device:
         raise UserError(f"unknown device {name!r}: use auto, cpu or cuda[:N]") from None
 
 
-def seed_everything(seed: int, device: torch.device, deterministic: Any) -> None:
+def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def set_backends(precision: str, device: torch.device, deterministic: Any) -> None:
+    """The one place that sets torch's global numerics flags, every one of them both ways (a
+    process may run several cells). ``fp32`` and ``bf16`` are IEEE float32 matmuls and
+    convolutions (bf16 autocasts some ops; whatever stays float32 is IEEE), as on the paper's
+    GPUs, which had no TF32; only ``precision=tf32`` lets Ampere and later GPUs use TF32, which
+    torch's defaults turn on for cuDNN convolutions. The record's ``backend`` says what held."""
+    tf32 = precision == "tf32"
+    torch.set_float32_matmul_precision("high" if tf32 else "highest")
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
     det = device.type == "cpu" if deterministic == "auto" else bool(deterministic)
     torch.backends.cudnn.deterministic = det
     torch.backends.cudnn.benchmark = not det
     if det and device.type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.use_deterministic_algorithms(det and device.type == "cuda", warn_only=True)
+
+
+def backend_flags() -> dict[str, Any]:
+    """torch's numerics flags now in force, as the record's ``backend`` stores them."""
+    return {
+        "matmul_tf32": bool(torch.backends.cuda.matmul.allow_tf32),
+        "cudnn_tf32": bool(torch.backends.cudnn.allow_tf32),
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+        "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+    }
 
 
 def check_writable(path: Path) -> None:

@@ -26,7 +26,7 @@ class TrainSpec:
     # Global-norm clipping: the optimiser config's grad_clip when it is set, else the task's;
     # None or 0 means no clipping.
     grad_clip: float | None
-    precision: str  # fp32 | bf16 (autocast)
+    precision: str  # fp32 | tf32 | bf16 (autocast); the backend flags: loop.set_backends
     compile: bool
     log_every: int  # steps between progress and W&B updates (each one syncs the device)
     check_every: int  # steps between divergence checks (every step on the CPU: no sync cost)

@@ -34,8 +34,9 @@ _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 class Precision(enum.Enum):
-    fp32 = "fp32"  # the paper
-    bf16 = "bf16"  # autocast
+    fp32 = "fp32"  # the paper: IEEE float32, TF32 off (tasks/runner/loop.py, set_backends)
+    tf32 = "tf32"  # float32 with TF32 matmuls and convolutions on GPUs that have it
+    bf16 = "bf16"  # autocast; what stays float32 is IEEE
 
 
 class LoggerName(enum.Enum):

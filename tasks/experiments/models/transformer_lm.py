@@ -1,9 +1,12 @@
 """E5: the Wikitext-2 word-level transformer LM, without LayerNorm, from standard PyTorch modules.
 
 The authors built it with a locally patched PyTorch (``TransformerEncoderLayer(norm=..., sp=...)``,
-gap 19). The paper's count of 19 parameter tensors implies both LayerNorms were absent; this is
-the post-residual encoder layer with them removed:
-``x <- x + Dropout(MHA(x))``, then ``x <- x + Dropout(W2 Dropout(ReLU(W1 x + b1)) + b2)``.
+gap 19). The paper counts 19 parameter tensors: both LayerNorms absent, or both present without
+gains and biases; nothing else has that count. The default is the post-residual encoder layer
+with them removed:
+``x <- x + Dropout(MHA(x))``, then ``x <- x + Dropout(W2 Dropout(ReLU(W1 x + b1)) + b2)``;
+``norm="layernorm_noaffine"`` (or ``"layernorm"``, with gains and biases: 27 tensors) puts
+PyTorch's post-residual LayerNorm after each of the two sums, as ``nn.TransformerEncoderLayer``.
 """
 
 from __future__ import annotations
@@ -26,9 +29,15 @@ def sinusoids(length: int, dim: int) -> torch.Tensor:
     return pe
 
 
-class NoNormEncoderLayer(nn.Module):
-    def __init__(self, d_model: int, nhead: int, d_ff: int, dropout: float) -> None:
+NORMS = (None, "layernorm", "layernorm_noaffine")  # None: no LayerNorm (the default, gap 19)
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, d_model: int, nhead: int, d_ff: int, dropout: float,
+                 norm: str | None = None) -> None:
         super().__init__()
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
         # Packed q/k/v projection (Xavier-uniform, zero biases) and output projection: PyTorch's.
         self.attn = nn.MultiheadAttention(d_model, nhead, dropout=dropout)
         self.linear1 = nn.Linear(d_model, d_ff)
@@ -36,13 +45,19 @@ class NoNormEncoderLayer(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.dropout1 = nn.Dropout(dropout)
         self.dropout2 = nn.Dropout(dropout)
+        if norm is None:
+            self.norm1 = self.norm2 = nn.Identity()
+        else:
+            affine = norm == "layernorm"
+            self.norm1 = nn.LayerNorm(d_model, elementwise_affine=affine)
+            self.norm2 = nn.LayerNorm(d_model, elementwise_affine=affine)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         # need_weights=False routes attention through scaled_dot_product_attention.
         attn = self.attn(x, x, x, attn_mask=mask, need_weights=False, is_causal=True)[0]
-        x = x + self.dropout1(attn)
+        x = self.norm1(x + self.dropout1(attn))
         ff = self.linear2(self.dropout(F.relu(self.linear1(x))))
-        return x + self.dropout2(ff)
+        return self.norm2(x + self.dropout2(ff))
 
 
 class TransformerLM(nn.Module):
@@ -53,13 +68,14 @@ class TransformerLM(nn.Module):
     """
 
     def __init__(self, vocab: int, d_model: int = 200, nhead: int = 2, d_ff: int = 200,
-                 layers: int = 2, dropout: float = 0.2, max_len: int = 5000) -> None:
+                 layers: int = 2, dropout: float = 0.2, max_len: int = 5000,
+                 norm: str | None = None) -> None:
         super().__init__()
         self.d_model = d_model
         self.encoder = nn.Embedding(vocab, d_model)
         self.register_buffer("pe", sinusoids(max_len, d_model).unsqueeze(1), persistent=False)
         self.pos_dropout = nn.Dropout(dropout)
-        first = NoNormEncoderLayer(d_model, nhead, d_ff, dropout)
+        first = EncoderLayer(d_model, nhead, d_ff, dropout, norm)
         # nn.TransformerEncoder clones its layer: every layer starts as a copy of the first.
         self.layers = nn.ModuleList([first] + [copy.deepcopy(first) for _ in range(layers - 1)])
         self.decoder = nn.Linear(d_model, vocab)
