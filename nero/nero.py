@@ -138,6 +138,30 @@ class Nero(NeuronOptimizer):
         state["scale"] = _initial_scale(p, group)
         self._cache.wrote(p)
 
+    def state_dict(self) -> dict[str, Any]:
+        """As ``Optimizer.state_dict``, plus a fingerprint of each weight the compiled graph
+        knows as Nero's own (``own_weights``), so that a resumed run gives it the same path at
+        its next step as the uninterrupted run: loading the model's weights marks them as
+        changed elsewhere, which would send them through the plain path once and round them
+        differently (by an ulp) from then on."""
+        saved = super().state_dict()
+        params = [p for group in self.param_groups for p in group["params"]]
+        own = {i: _fingerprint(p) for i, p in enumerate(params)
+               if p.dim() > 1 and _compiles(p) and self._cache.unchanged(p)}
+        if own:
+            saved["own_weights"] = own
+        return saved
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """As ``Optimizer.load_state_dict``; load the model's weights first: a weight that then
+        equals the one the state dict's run left is known as Nero's own again."""
+        super().load_state_dict(state_dict)
+        params = [p for group in self.param_groups for p in group["params"]]
+        for i, fingerprint in (state_dict.get("own_weights") or {}).items():
+            p = params[int(i)]
+            if _compiles(p) and _fingerprint(p) == tuple(fingerprint):
+                self._cache.wrote(p)
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         self.__dict__.setdefault("_fused", self.__dict__.pop("_fused_request", None))
@@ -248,6 +272,20 @@ def nero(
     if sq_norms:
         bad = (~torch.isfinite(torch.cat([s.reshape(-1) for s in sq_norms]))).sum() + bad
     return bad
+
+
+def _compiles(p: Tensor) -> bool:
+    """Whether ``p`` is one the compiled graph takes (when it is Nero's own)."""
+    return p.device.type != "cpu" or _COMPILE_ON_CPU
+
+
+@torch.no_grad()
+def _fingerprint(p: Tensor) -> tuple[float, float, float]:
+    """Float64 sums of p, p^2 and p weighted by position: equal for equal tensors on one
+    device; a weight edited elsewhere changes them (a collision would cost exactness only)."""
+    x = p.detach().double().reshape(-1)
+    ramp = torch.arange(1, x.numel() + 1, device=x.device, dtype=torch.float64)
+    return tuple(torch.stack([x.sum(), x.square().sum(), (x * ramp).sum()]).tolist())
 
 
 def _fast_path_available(device: torch.device) -> bool:
