@@ -357,9 +357,13 @@ def test_backend_flags_of_each_precision_are_in_force_inside_the_run(tmp_path, m
     monkeypatch.setattr(cls, "train_step", spying)
     # Flags left by an earlier test must not be what this run reports.
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision == "fp32"
-    record = run_cell(tmp_path, "scale=smoke", "task=mnist_mlp", "device=cuda", "task.epochs=1",
-                      f"precision={precision}", f"deterministic={deterministic}")
-    torch.use_deterministic_algorithms(False)
+    torch.set_float32_matmul_precision("high" if precision == "fp32" else "highest")
+    try:
+        record = run_cell(tmp_path, "scale=smoke", "task=mnist_mlp", "device=cuda", "task.epochs=1",
+                          f"precision={precision}", f"deterministic={deterministic}")
+    finally:  # what a run sets stays set in this process: leave the defaults to later tests
+        torch.use_deterministic_algorithms(False)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = False, False
     assert record["status"] == "ok", record.get("reason")
     assert seen and all(flags == seen[0] for flags in seen)  # the same at every step
     assert record["backend"] == seen[0]
@@ -457,6 +461,13 @@ def random_inception() -> nn.Module:
     return net
 
 
+def features64(net: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """FIDInception.forward in float64 (its own forward takes the images to float32)."""
+    x = torch.nn.functional.interpolate(images.double() / 255.0, size=(299, 299), mode="bilinear",
+                                        align_corners=False)
+    return net.blocks(2 * x - 1).flatten(1)
+
+
 @gpu
 def test_fid_features_on_cuda_equal_the_cpu_ones():
     """Against float64 on the CPU (the exact features, to float64 rounding): CUDA's float32
@@ -472,11 +483,10 @@ def test_fid_features_on_cuda_equal_the_cpu_ones():
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     try:
         with torch.no_grad():
-            exact = net.double()(images).cpu()
-            cuda64 = copy.deepcopy(net).cuda()(images.cuda()).cpu()
-            net = net.float()
             cpu32 = net(images).double()
             cuda32 = copy.deepcopy(net).cuda()(images.cuda()).double().cpu()
+            exact = features64(net.double(), images)
+            cuda64 = features64(net.cuda(), images.cuda()).cpu()
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
     scale = exact.abs().max()
