@@ -59,8 +59,9 @@ class Nero(NeuronOptimizer):
     is projected to zero-mean, unit-norm neurons, replacing the scale and mean of its
     initialisation, as in the paper's experiments. So build Nero after initialising the model,
     or after loading pretrained weights to fine-tune. To resume a run exactly, build the model
-    and Nero first, then load both state dicts: built after loading, Nero would project the
-    loaded weights once more, which moves them by float32 rounding (up to ~4e-7).
+    and Nero first, then load both state dicts, the model's first: built after loading, Nero
+    would project the loaded weights once more, which moves them by float32 rounding (up to
+    ~4e-7), and loaded after Nero's, the weights would take the plain path once.
 
     Deviations from the authors' code, none of which changes a result of theirs: a neuron whose
     gradient norm is non-finite is skipped for that step with a warning (their code would freeze it
