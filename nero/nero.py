@@ -59,8 +59,9 @@ class Nero(NeuronOptimizer):
     is projected to zero-mean, unit-norm neurons, replacing the scale and mean of its
     initialisation, as in the paper's experiments. So build Nero after initialising the model,
     or after loading pretrained weights to fine-tune. To resume a run exactly, build the model
-    and Nero first, then load both state dicts: built after loading, Nero would project the
-    loaded weights once more, which moves them by float32 rounding (up to ~4e-7).
+    and Nero first, then load both state dicts, the model's first: built after loading, Nero
+    would project the loaded weights once more, which moves them by float32 rounding (up to
+    ~4e-7), and loaded after Nero's, the weights would take the plain path once.
 
     Deviations from the authors' code, none of which changes a result of theirs: a neuron whose
     gradient norm is non-finite is skipped for that step with a warning (their code would freeze it
@@ -137,6 +138,30 @@ class Nero(NeuronOptimizer):
         state["v"] = torch.zeros(units(p), dtype=state_dtype(p), device=p.device)
         state["scale"] = _initial_scale(p, group)
         self._cache.wrote(p)
+
+    def state_dict(self) -> dict[str, Any]:
+        """As ``Optimizer.state_dict``, plus a fingerprint of each weight the compiled graph
+        knows as Nero's own (``own_weights``), so that a resumed run gives it the same path at
+        its next step as the uninterrupted run: loading the model's weights marks them as
+        changed elsewhere, which would send them through the plain path once and round them
+        differently (by an ulp) from then on."""
+        saved = super().state_dict()
+        params = [p for group in self.param_groups for p in group["params"]]
+        own = {i: _fingerprint(p) for i, p in enumerate(params)
+               if p.dim() > 1 and _compiles(p) and self._cache.unchanged(p)}
+        if own:
+            saved["own_weights"] = own
+        return saved
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """As ``Optimizer.load_state_dict``; load the model's weights first: a weight that then
+        equals the one the state dict's run left is known as Nero's own again."""
+        super().load_state_dict(state_dict)
+        params = [p for group in self.param_groups for p in group["params"]]
+        for i, fingerprint in (state_dict.get("own_weights") or {}).items():
+            p = params[int(i)]
+            if _compiles(p) and _fingerprint(p) == tuple(fingerprint):
+                self._cache.wrote(p)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
@@ -248,6 +273,20 @@ def nero(
     if sq_norms:
         bad = (~torch.isfinite(torch.cat([s.reshape(-1) for s in sq_norms]))).sum() + bad
     return bad
+
+
+def _compiles(p: Tensor) -> bool:
+    """Whether ``p`` is one the compiled graph takes (when it is Nero's own)."""
+    return p.device.type != "cpu" or _COMPILE_ON_CPU
+
+
+@torch.no_grad()
+def _fingerprint(p: Tensor) -> tuple[float, float, float]:
+    """Float64 sums of p, p^2 and p weighted by position: equal for equal tensors on one
+    device; a weight edited elsewhere changes them (a collision would cost exactness only)."""
+    x = p.detach().double().reshape(-1)
+    ramp = torch.arange(1, x.numel() + 1, device=x.device, dtype=torch.float64)
+    return tuple(torch.stack([x.sum(), x.square().sum(), (x * ramp).sum()]).tolist())
 
 
 def _fast_path_available(device: torch.device) -> bool:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parent.parent
 CONF = REPO / "conf"
@@ -19,6 +20,24 @@ CONF = REPO / "conf"
 os.environ.pop("WANDB_API_KEY", None)
 os.environ["WANDB_MODE"] = "disabled"
 os.environ.setdefault("WANDB_SILENT", "true")
+
+
+# The one skip condition of the tests marked gpu (``make gpu-check`` runs them on a GPU).
+HAS_CUDA = torch.cuda.is_available()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if HAS_CUDA:
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (make gpu-check runs these on a GPU)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+def devices() -> list:
+    """Parameters of a test that runs on the CPU in every suite and on CUDA where there is one."""
+    return ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
 
 
 def compose(*overrides: str):

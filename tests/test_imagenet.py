@@ -117,7 +117,7 @@ def test_ddp_ranks_agree_and_nero_needs_no_communication(tmp_path):
                           capture_output=True, text=True, timeout=300, cwd=REPO, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(out.read_text())
-    assert result == {"world": 2, "params_equal": True, "nero_state_equal": True}
+    assert result == {"world": 2, "backend": "gloo", "params_equal": True, "nero_state_equal": True}
 
 
 @pytest.mark.slow
