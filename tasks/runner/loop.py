@@ -484,15 +484,17 @@ def seed_everything(seed: int, device: torch.device, deterministic: Any) -> None
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-# Files Hydra writes into a run folder, which it opens following links.
-HYDRA_FILES = (".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", "train.log")
+# Files Hydra writes into a run folder, which it opens following links (its job log,
+# ``<job name>.log``, too: every ``*.log`` there is checked).
+HYDRA_FILES = (".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml")
 
 
 def check_run_folder(folder: Path) -> None:
     """Refuse a run folder whose own files (lock, record, checkpoint, Hydra's) are links, FIFOs,
     folders or devices, before Hydra or the runner opens one (tasks/files.py says why)."""
+    logs = sorted(folder.glob("*.log")) if folder.is_dir() else []
     check_regular([folder / locks.LOCK, folder / records.RECORD, folder / CHECKPOINT,
-                   *(folder / name for name in HYDRA_FILES)], folders=[folder / ".hydra"])
+                   *(folder / name for name in HYDRA_FILES), *logs], folders=[folder / ".hydra"])
 
 
 # Bytes the writability probe writes: a folder with less room than this fails here, before
