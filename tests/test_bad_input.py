@@ -64,7 +64,7 @@ def train(*args: str, hang_s: int = HANG_S) -> tuple[int, str]:
                 cli.main()
             except SystemExit as err:
                 code = err.code if isinstance(err.code, int) else 1
-            except BaseException as err:  # noqa: BLE001 - what a traceback would have shown
+            except BaseException as err:
                 print(f"Traceback (escaped): {type(err).__name__}: {err}")
                 code = -1
     finally:
@@ -94,7 +94,7 @@ def preflight(*args: str) -> tuple[int, str]:
             code = 2
         except SystemExit as err:
             code = err.code if isinstance(err.code, int) else 1
-        except BaseException as err:  # noqa: BLE001
+        except BaseException as err:
             print(f"Traceback (escaped): {type(err).__name__}: {err}")
             code = -1
     return code, text.getvalue()
@@ -107,7 +107,7 @@ def aggregate(root: Path, out: Path, *args: str) -> tuple[int, str]:
     with contextlib.redirect_stdout(text), contextlib.redirect_stderr(text):
         try:
             code = cli.main([str(root), "--out", str(out), *args])
-        except BaseException as err:  # noqa: BLE001
+        except BaseException as err:
             print(f"Traceback (escaped): {type(err).__name__}: {err}")
             code = -1
     return code, text.getvalue()
@@ -650,3 +650,11 @@ def test_a_crafted_record_is_ignored_by_the_aggregator(tmp_path, fields, expecte
     after = snapshot(tmp_path)
     outside = [k for k in after if k not in before and not (tmp_path / k).is_relative_to(out)]
     assert not outside and all(after.get(k) == v for k, v in before.items()), outside
+
+
+def test_a_string_that_reads_as_a_bool_is_quoted_in_a_difference():
+    """A record of ``mean_constraint: 'false'`` (a string, accepted before option types were
+    checked) against a run of ``false``: the message must not read "false vs false"."""
+    theirs = {"optimizer": {"mean_constraint": "false"}}
+    ours = {"optimizer": {"mean_constraint": False}}
+    assert identity.differences(theirs, ours) == "optimizer.mean_constraint 'false' vs false"

@@ -145,7 +145,7 @@ def test_the_md5_table_is_torchvisions():
 
     theirs = dict(CIFAR10.train_list + CIFAR10.test_list)
     theirs[CIFAR10.meta["filename"]] = CIFAR10.meta["md5"]
-    assert Cifar10.FILES == theirs
+    assert theirs == Cifar10.FILES
 
 
 def test_pickles_are_verified_before_any_is_loaded(tmp_path, monkeypatch):

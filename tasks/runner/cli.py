@@ -125,7 +125,8 @@ CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
 def _job(cfg: DictConfig) -> dict[str, Any] | None:
     """Train one cell; returns the summary the grid sweeper reads."""
-    from hydra_plugins.nero_sweeper.grid import LAUNCH_ID, SWEEP_PID, stop_file as stop_of
+    from hydra_plugins.nero_sweeper.grid import LAUNCH_ID, SWEEP_PID
+    from hydra_plugins.nero_sweeper.grid import stop_file as stop_of
 
     from .loop import Interrupted, run
 
@@ -173,6 +174,10 @@ def main() -> None:
     from omegaconf.errors import OmegaConfBaseException
 
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let them reach us; real bugs keep tracebacks
+    import warnings
+
+    # A missing search-path folder: the preflight's one line says so (search_path above).
+    warnings.filterwarnings("ignore", message=r"provider=.* is not available")
     import yaml
 
     try:

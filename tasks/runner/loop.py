@@ -39,8 +39,8 @@ from omegaconf import DictConfig
 
 from tasks.errors import UserError
 from tasks.experiments import get_task
-from tasks.files import check_regular
 from tasks.experiments.base import RunContext, Task
+from tasks.files import check_regular
 
 from . import checkpoints, distributed, identity, locks, records, validation
 from .identity import choices_of

@@ -19,7 +19,7 @@ import inspect
 import math
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
 from typing import Any
 
@@ -102,7 +102,7 @@ def _option_types(cls: type) -> dict[str, Any]:
     params = list(inspect.signature(cls.__init__).parameters.values())[1:]
     try:
         hints = typing.get_type_hints(cls.__init__)
-    except Exception:  # noqa: BLE001 - a user's annotation naming something not importable here
+    except Exception:
         hints = {}
     out: dict[str, Any] = {}
     for p in params:
@@ -140,7 +140,7 @@ def _fits(value: Any, tp: Any) -> bool:
     if origin is typing.Literal:
         return value in args
     if origin is tuple:
-        if not isinstance(value, list | tuple):
+        if not _is_list(value):
             return False
         if len(args) == 2 and args[1] is Ellipsis:
             return all(_fits(v, args[0]) for v in value)
@@ -148,8 +148,7 @@ def _fits(value: Any, tp: Any) -> bool:
     if isinstance(origin, type) and issubclass(origin, Mapping):
         return isinstance(value, Mapping)
     if isinstance(origin, type) and issubclass(origin, Iterable):
-        return isinstance(value, list | tuple) and (not args or all(_fits(v, args[0])
-                                                                    for v in value))
+        return _is_list(value) and (not args or all(_fits(v, args[0]) for v in value))
     if origin is not None:
         return True
     if tp is bool:
@@ -164,6 +163,11 @@ def _fits(value: Any, tp: Any) -> bool:
     if isinstance(tp, type):
         return isinstance(value, tp)
     return True  # a typing construct this check does not know
+
+
+def _is_list(value: Any) -> bool:
+    """A list of a config: a list or tuple, or OmegaConf's ListConfig (a Sequence)."""
+    return isinstance(value, Sequence) and not isinstance(value, str | bytes)
 
 
 def _describe(tp: Any) -> str:

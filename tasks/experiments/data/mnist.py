@@ -79,7 +79,7 @@ def check_content(x: torch.Tensor, y: torch.Tensor, images: Path, labels: Path) 
     if tuple(x.shape[1:]) != (28, 28):
         raise UserError(f"{images} holds {'x'.join(map(str, x.shape[1:]))} images, not MNIST's "
                         "28x28: put the original files there (make mnist)")
-    if len(y) and not (0 <= int(y.min()) and int(y.max()) <= 9):
+    if len(y) and not (int(y.min()) >= 0 and int(y.max()) <= 9):
         raise UserError(f"{labels} holds labels from {int(y.min())} to {int(y.max())}, not "
                         "MNIST's 0-9: put the original files there (make mnist)")
 
