@@ -293,7 +293,7 @@ def test_a_record_that_is_a_folder_is_refused_before_training(tmp_path):
     run = cell_dir(tmp_path)
     (run / "record.json").mkdir(parents=True)
     line = one_error_line(train_cli(*SMOKE, f"out_dir={tmp_path}"))
-    assert "record.json is a folder, not a record" in line
+    assert "record.json is a folder, not a regular file" in line
     assert not (run / "checkpoint.pt").exists()
 
 
