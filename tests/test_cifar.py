@@ -78,8 +78,10 @@ def test_augment_rotates_by_up_to_15_degrees():
     assert shift.max() > 2  # some images really were rotated
 
 
-def write_cifar(root, n_train=100, n_test=50, seed=0):
-    """The layout and pickle structure of the python version of CIFAR-10 (str keys, protocol 2)."""
+def write_cifar(root, n_train=100, n_test=50, seed=0, monkeypatch=None):
+    """The layout and pickle structure of the python version of CIFAR-10 (str keys, protocol 2).
+    With ``monkeypatch``, the loader's MD5 table becomes these files' own checksums: they are
+    verified as the real files are, against a table that fits them."""
     rng = np.random.default_rng(seed)
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True)
@@ -97,11 +99,16 @@ def write_cifar(root, n_train=100, n_test=50, seed=0):
         pickle.dump(batch(n_test), f, protocol=2)
     with open(folder / "batches.meta", "wb") as f:
         pickle.dump({"label_names": [f"c{i}" for i in range(10)]}, f, protocol=2)
+    if monkeypatch is not None:
+        from tasks.experiments.data import prepare
+
+        monkeypatch.setattr(prepare.Cifar10, "FILES", {
+            n: prepare.md5(folder / n) for n in prepare.Cifar10.FILES})
 
 
 @pytest.mark.parametrize("pipeline", ["device", "torchvision"])
-def test_real_pickle_format_without_download(tmp_path, pipeline):
-    write_cifar(tmp_path / "data")
+def test_real_pickle_format_without_download(tmp_path, pipeline, monkeypatch):
+    write_cifar(tmp_path / "data", monkeypatch=monkeypatch)
     record = run_cell(tmp_path, "task=cifar10_resnet18", "task.width=0.125", "task.epochs=3",
                       "task.batch_size=20", "download=false", "task.num_workers=0",
                       "task.schedule.warmup_epochs=1", f"task.pipeline={pipeline}",
@@ -129,3 +136,27 @@ def test_smoke_trains(smoke, task):
     assert record["status"] == "ok"
     losses = [e["train/loss"] for e in record["history"]]
     assert losses[-1] < 0.8 * losses[0]
+
+
+def test_the_md5_table_is_torchvisions():
+    from torchvision.datasets import CIFAR10
+
+    from tasks.experiments.data.prepare import Cifar10
+
+    theirs = dict(CIFAR10.train_list + CIFAR10.test_list)
+    theirs[CIFAR10.meta["filename"]] = CIFAR10.meta["md5"]
+    assert theirs == Cifar10.FILES
+
+
+def test_pickles_are_verified_before_any_is_loaded(tmp_path, monkeypatch):
+    """A crafted batches.meta (it runs a command when unpickled) never gets unpickled: the
+    files fail the MD5 table, here the real one, and the run stops in one line."""
+    from tasks.errors import UserError
+
+    write_cifar(tmp_path / "data")
+    marker = tmp_path / "ran"
+    evil = (b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR.")
+    (tmp_path / "data" / "cifar-10-batches-py" / "batches.meta").write_bytes(evil)
+    with pytest.raises(UserError, match="fail.* torchvision's MD5 check of CIFAR-10"):
+        run_cell(tmp_path, "task=cifar10_vgg11", "download=false", "task.synthetic=false")
+    assert not marker.exists()

@@ -201,6 +201,58 @@ def test_sigterm_stops_a_local_sweep_and_the_relaunch_resumes_it(tmp_path, jobs)
     assert not any(tmp_path.rglob("checkpoint.pt"))
 
 
+def test_stopping_another_sweep_in_the_same_folder_does_not_stop_this_one(tmp_path):
+    """Each launch has its own stop file: the one another launch (or, before, every sweep of
+    the folder) writes while it stops leaves this launch's cell running to its record."""
+    args = ["-m", *SMOKE, f"out_dir={tmp_path}", "optimizer=sgd", "task.n_train=4000",
+            "task.epochs=2", "progress=false", "checkpoint.every_steps=5"]
+    env = {**os.environ, "NERO_JOBS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, str(REPO / "scripts" / "train.py"), *args], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 120
+    while not any(tmp_path.rglob("checkpoint.pt")) and time.time() < deadline:
+        time.sleep(0.05)
+    for other in (".stop", ".stop-4242-0123abcd"):  # main's shared file; another launch's
+        (tmp_path / "adhoc" / other).touch()
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    found = list(records.find(tmp_path))
+    assert len(found) == 1 and found[0]["status"] == "ok" and found[0]["epochs_done"] == 2
+
+
+def test_a_cell_another_launch_holds_is_waited_for_not_blamed(tmp_path):
+    """In a sweep (a stop file given), a cell being trained by another launch is waited for and
+    its record used; when this launch is stopped while waiting, the cell is interrupted."""
+    from tasks.runner.loop import Interrupted, run
+
+    small = ("task.n_train=100", "task.n_test=50", "task.epochs=1")
+    cfg = compose(*SMOKE, *small, f"out_dir={tmp_path}", f"data_dir={tmp_path / 'data'}",
+                  "progress=false")
+    run_dir = identity.of(cfg).directory(tmp_path)
+    stop = tmp_path / "adhoc" / ".stop-1-abc"
+    holder = threading.Event()
+
+    def other_launch(seconds: float) -> None:
+        with locks.cell_lock(run_dir):
+            holder.set()
+            time.sleep(seconds)
+
+    thread = threading.Thread(target=other_launch, args=(1.5,))
+    thread.start()
+    holder.wait()
+    record = run(cfg, stop_file=stop)  # waits, then trains the released cell
+    thread.join()
+    assert record["status"] == "ok"
+    holder.clear()
+    thread = threading.Thread(target=other_launch, args=(3,))
+    thread.start()
+    holder.wait()
+    stop.touch()
+    with pytest.raises(Interrupted, match="the sweep is stopping"):
+        run(compose(*SMOKE, *small, "force=true", f"out_dir={tmp_path}"), stop_file=stop)
+    thread.join()
+
+
 def test_a_sweep_with_a_bad_cell_is_refused_before_any_job(tmp_path):
     out = train_cli("-m", *SMOKE, f"out_dir={tmp_path}", "optimizer.lr=0.01,-1", "task.epochs=1",
                     "progress=false", timeout=300)
@@ -241,7 +293,7 @@ def test_a_record_that_is_a_folder_is_refused_before_training(tmp_path):
     run = cell_dir(tmp_path)
     (run / "record.json").mkdir(parents=True)
     line = one_error_line(train_cli(*SMOKE, f"out_dir={tmp_path}"))
-    assert "record.json is a folder, not a record" in line
+    assert "record.json is a folder, not a regular file" in line
     assert not (run / "checkpoint.pt").exists()
 
 
@@ -258,7 +310,7 @@ def test_the_aggregator_lists_what_it_ignored(tmp_path, capsys):
     assert cli.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 2  # no artefact to write
     out = capsys.readouterr().out
     assert "broken/record.json is not a readable record" in out
-    assert "ignored 1 unreadable (above); 1 of sweep 'adhoc', which no artefact uses" in out
+    assert "ignored 1 unreadable or unusable (above); 1 of sweep 'adhoc', which no artefact uses" in out
 
 
 # -- 6. a full or read-only disk -------------------------------------------------------------------

@@ -23,6 +23,7 @@ import math
 import os
 import signal
 import sys
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List  # noqa: UP035 - OmegaConf reads these types
@@ -36,8 +37,12 @@ from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
-STOP = ".stop"  # in the sweep folder while a sweep is stopping: cells that see it stop
+# In the sweep folder while a launch is stopping: its cells that see it stop. Each launch has its
+# own (``.stop-<launch id>``): another sweep, or another launch of this one, writing into the
+# same folder is not stopped with it.
+STOP = ".stop"
 SWEEP_PID = "NERO_SWEEP_PID"  # the sweeping process, for its local workers
+LAUNCH_ID = "NERO_LAUNCH_ID"  # this launch, for its jobs (local workers and SLURM jobs inherit it)
 INTERRUPTED_EXIT = 3
 FINISHED = ("ok", "diverged")  # a cell with one of these records is a result
 
@@ -54,6 +59,11 @@ class GridSweeperConf:
 
 ConfigStore.instance().store(group="hydra/sweeper", name="grid", node=GridSweeperConf,
                              provider="nero")
+
+
+def stop_file(sweep_dir: Path, launch_id: str) -> Path:
+    """The stop file of one launch of a sweep."""
+    return sweep_dir / f"{STOP}-{launch_id}"
 
 
 def group_key(overrides: list[str], lr_key: str, seed_key: str) -> tuple[str, ...]:
@@ -110,6 +120,10 @@ class GridSweeper(Sweeper):
         self.config: DictConfig | None = None
         self.launcher: Any = None
         self.stopping = False
+        self.launch_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+    def stop_file(self) -> Path:
+        return stop_file(Path(self.config.hydra.sweep.dir), self.launch_id)
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
               config: DictConfig) -> None:
@@ -171,18 +185,18 @@ class GridSweeper(Sweeper):
         """Stop: queued cells do not start, running ones see the stop file, checkpoint and end."""
         if not self.stopping:
             self.stopping = True
-            (Path(self.config.hydra.sweep.dir) / STOP).touch()
+            self.stop_file().touch()
             print(f"signal {signum}: stopping the sweep; running cells write a checkpoint",
                   file=sys.stderr, flush=True)
 
     def sweep(self, arguments: list[str]) -> Any:
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        (sweep_dir / STOP).unlink(missing_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        self._write_config(sweep_dir)
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         # Local worker processes leave signals to this process (tasks/runner/cli.py).
         os.environ[SWEEP_PID] = str(os.getpid())
+        os.environ[LAUNCH_ID] = self.launch_id
         try:
             stage1 = self._expand(arguments)
             self._preflight(stage1)
@@ -205,9 +219,23 @@ class GridSweeper(Sweeper):
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            (sweep_dir / STOP).unlink(missing_ok=True)
+            self.stop_file().unlink(missing_ok=True)
         self._report(jobs, results)
         return results
+
+    def _write_config(self, sweep_dir: Path) -> None:
+        """The sweep's config as ``multirun.yaml``, never through a link planted there."""
+        from tasks.errors import UserError, report
+        from tasks.files import check_regular, write_atomically
+
+        path = sweep_dir / "multirun.yaml"
+        try:
+            check_regular([path])
+        except UserError as err:
+            print(report(err), file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
+        text = OmegaConf.to_yaml(self.config)
+        write_atomically(path, lambda f: f.write(text.encode()))
 
     def _report(self, jobs: list[list[str]], results: list[dict[str, Any] | None]) -> None:
         """One line per cell that did not end ok, then exit non-zero if there was one."""

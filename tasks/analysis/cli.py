@@ -31,7 +31,8 @@ import yaml
 from tasks.analysis.artefacts import ARTEFACTS
 from tasks.analysis.selection import Records
 from tasks.analysis.tables import TABLE1_OPTIMIZERS
-from tasks.runner import records
+from tasks.errors import UserError
+from tasks.runner import identity, records
 
 USED_SWEEPS = {"table1", "fig1", "fig2", "fig3_cwn", "fig3_deep_mlp", "fig8", "fig9"}
 
@@ -57,6 +58,38 @@ def parse_variant(text: str | None) -> dict[str, Any]:
             raise ValueError(f"{item!r} is not KEY=VALUE (e.g. task.epochs=3)")
         shift[name.strip()] = yaml.safe_load(value)
     return shift
+
+
+def unusable(record: dict[str, Any]) -> str | None:
+    """Why a record cannot be aggregated, or None. Its identity fields name folders and columns,
+    so they pass the checks a run applies to them (a plain folder name, lr > 0, a seed) before
+    any is used: ``scale: ../../elsewhere`` would otherwise put artefacts outside --out."""
+    try:
+        for key in ("sweep", "scale", "task", "optimizer"):
+            identity.check_name(record.get(key), key)
+        identity.check_lr(record.get("lr"))
+        identity.check_seed(record.get("seed"))
+        config = record.get("config", {})
+        if not isinstance(config, dict):
+            return f"its config is a {type(config).__name__}, not a mapping"
+        identity.computing(config)
+    except UserError as err:
+        return str(err)
+    except RecursionError:
+        return "its config is nested too deeply to be a run's config"
+    return None
+
+
+def usable(found: list[dict[str, Any]], problems: list[str]) -> list[dict[str, Any]]:
+    """The records that may be aggregated; one line in ``problems`` for each other one."""
+    kept = []
+    for record in found:
+        why = unusable(record)
+        if why is None:
+            kept.append(record)
+        else:
+            problems.append(f"{record.get('_path', 'a record')} is not a usable record ({why})")
+    return kept
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,7 +121,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     problems: list[str] = []
     found = from_wandb(args.wandb) if args.wandb else list(records.find(args.results, problems))
+    found = usable(found, problems)
     if not found:
+        for line in problems:
+            print(f"ignored {line}")
         print(f"error: no records found in {args.wandb or args.results}", file=sys.stderr)
         return 2
     out = Path(args.out or Path(args.results or ".") / "artefacts")
@@ -111,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         for note in rec.notes:
             print(f"note: {note}")
     other = Counter(str(r.get("sweep")) for r in found if r.get("sweep") not in USED_SWEEPS)
-    ignored = [f"{n} unreadable (above)" for n in [len(problems)] if n]
+    ignored = [f"{n} unreadable or unusable (above)" for n in [len(problems)] if n]
     ignored += [f"{n} of sweep {s!r}, which no artefact uses" for s, n in sorted(other.items())]
     for line in problems:
         print(f"ignored {line}")

@@ -90,6 +90,9 @@ class TaskConfig:
     eval_at_end: bool = True
     grad_clip: Optional[float] = None  # noqa: UP045 - null: none
     checkpoint_every_epochs: Optional[int] = None  # noqa: UP045 - null: the run's checkpoint.every_epochs
+    # The task's modules, each with its own optimiser (Task.modules() returns these keys): the
+    # roles an optimizer config's ``modules`` may give options to.
+    roles: ClassVar[tuple[str, ...]] = ("model",)
 
     def needs(self) -> tuple[str, ...]:
         """The data items (tasks/experiments/data/prepare.py) this config reads from data_dir."""

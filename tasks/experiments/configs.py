@@ -97,6 +97,12 @@ class CifarConfig(_Synthetic, TaskConfig):
         positive(self, "classes", "batch_size", "width", "image_size")
         positive(self, "n_test", allow_none=True)
         at_least(self, "num_workers", 0)
+        if self.arch == "vgg11":  # five 2x2 max-pools must leave a 1x1 map for the classifier
+            require(32 <= self.image_size < 64,
+                    f"task.image_size must be from 32 to 63 for VGG-11, got {self.image_size}")
+        if not self.synthetic:  # CIFAR-10's labels are 0-9
+            require(self.classes >= 10, f"task.classes must be >= 10 for CIFAR-10's labels, got "
+                                        f"{self.classes}")
 
 
 @dataclass
@@ -123,6 +129,7 @@ class FidConfig:
 @dataclass
 class CganConfig(_Synthetic, TaskConfig):
     real_data: ClassVar[tuple[str, ...]] = ("cifar10",)
+    roles: ClassVar[tuple[str, ...]] = ("G", "D")
     nf: int = MISSING
     z_dim: int = MISSING
     embed_classes: int = MISSING
@@ -135,12 +142,14 @@ class CganConfig(_Synthetic, TaskConfig):
         super().__post_init__()
         self._check_sizes()
         positive(self, "nf", "z_dim", "embed_classes", "batch_size", "image_size")
+        require(self.z_dim % 4 == 0, f"task.z_dim must split into 4 chunks, got {self.z_dim}")
+        require(self.embed_classes >= 10, "task.embed_classes must be >= 10 (CIFAR-10's labels "
+                                          f"index the embedding), got {self.embed_classes}")
+        at_least(self, "num_workers", 0)
 
     def needs(self) -> tuple[str, ...]:
         own_weights = self.fid.extractor == "inception" and not self.fid.inception_path
         return super().needs() + (("inception",) if own_weights else ())
-        require(self.z_dim % 4 == 0, f"task.z_dim must split into 4 chunks, got {self.z_dim}")
-        at_least(self, "num_workers", 0)
 
 
 @dataclass
@@ -232,6 +241,12 @@ class Multi30kConfig(_Text, TaskConfig):
                  "min_freq", "max_positions", "bleu_max_len")
         positive(self, "synthetic_pairs", allow_none=True)
         probability(self, "label_smoothing")
+        # A sentence gets BOS and EOS; the sinusoidal table must cover the longest sequence.
+        require(self.max_len >= 2, f"task.max_len must be >= 2 (pairs with a side longer are "
+                                   f"dropped), got {self.max_len}")
+        longest = max(self.max_len, self.bleu_max_len) + 2
+        require(self.max_positions >= longest, f"task.max_positions must be >= {longest} "
+                f"(task.max_len or task.bleu_max_len, plus BOS and EOS), got {self.max_positions}")
 
 
 @dataclass
@@ -270,6 +285,24 @@ class PongConfig(TaskConfig):
         at_least(self, "noop_max", 0)
         at_least(self, "eval_episodes", 0)
         one_of(self, "vector_env", ("async", "sync"))
+        require(_registered_env(self.env_id), f"task.env_id {self.env_id!r} is not an "
+                "environment gymnasium knows (with ale-py's Atari games), e.g. ALE/Pong-v5")
+
+
+def _registered_env(env_id: str) -> bool:
+    """Whether gymnasium (with ale-py's games registered) knows ``env_id``; True when they are
+    not installed (the data check reports that)."""
+    try:
+        import ale_py
+        import gymnasium as gym
+    except ImportError:
+        return True
+    gym.register_envs(ale_py)
+    try:
+        gym.spec(env_id)
+    except gym.error.Error:
+        return False
+    return True
 
 
 @dataclass
@@ -293,6 +326,10 @@ class ImageNetConfig(_Synthetic, TaskConfig):
         one_of(self, "arch", ("resnet50", "resnet_tiny"))
         positive(self, "batch_size", "train_images", "image_size", "resize", "classes")
         positive(self, "n_val", "bn_group", allow_none=True)
+        if self.bn_group is not None:  # BN needs 2 images a group, and groups fill the batch
+            require(self.bn_group >= 2 and self.batch_size % self.bn_group == 0,
+                    f"task.bn_group must be >= 2 and divide task.batch_size ({self.batch_size}), "
+                    f"got {self.bn_group}")
         at_least(self, "bn_gain_penalty", 0)
         at_least(self, "num_workers", 0)
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from tasks.errors import UserError
-from tasks.files import write_atomically
+from tasks.files import read_regular, write_atomically
 
 MAGIC = b"nero-checkpoint 2 sha256="
 TEMP_PREFIX = ".ckpt.tmp"
@@ -92,7 +92,7 @@ def load(path: Path, fingerprint: str) -> dict[str, Any]:
     """
     delete = "delete it to start this run from scratch"
     try:
-        data = path.read_bytes()
+        data = read_regular(path)
     except OSError as err:
         raise UserError(f"checkpoint {path} cannot be read ({err.strerror}); {delete}") from None
     header, _, body = data.partition(b"\n")

@@ -59,11 +59,12 @@ class Preflight(Callback):
     """Checks made before Hydra creates any folder: one line and exit status 2 when one fails."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._check(lambda: preflight.require([config]), lambda: config.hydra.run.dir)
+        self._check(lambda: (search_path(config), preflight.require([config])),
+                    lambda: config.hydra.run.dir)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         # Each cell's own values are checked by its job; here what every cell shares.
-        self._check(lambda: identity.check_name(config.sweep, "sweep"),
+        self._check(lambda: (search_path(config), identity.check_name(config.sweep, "sweep")),
                     lambda: config.hydra.sweep.dir)
 
     @staticmethod
@@ -76,6 +77,16 @@ class Preflight(Callback):
         except UserError as err:
             print(report(err), file=sys.stderr, flush=True)
             sys.exit(2)
+
+
+def search_path(config: DictConfig) -> None:
+    """Every folder of ``hydra.searchpath`` exists (Hydra only warns, then composes without it:
+    a user's optimiser config would silently not be found)."""
+    for entry in config.hydra.get("searchpath") or []:
+        text = str(entry)
+        if text.startswith("file://") and not Path(text[len("file://"):]).is_dir():
+            raise UserError(f"hydra.searchpath names {text}, which is not a folder; correct the "
+                            "path (file:///absolute/path) or remove it")
 
 
 def compose(*overrides: str) -> DictConfig:
@@ -114,12 +125,14 @@ CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
 def _job(cfg: DictConfig) -> dict[str, Any] | None:
     """Train one cell; returns the summary the grid sweeper reads."""
-    from hydra_plugins.nero_sweeper.grid import STOP, SWEEP_PID
+    from hydra_plugins.nero_sweeper.grid import LAUNCH_ID, SWEEP_PID
+    from hydra_plugins.nero_sweeper.grid import stop_file as stop_of
 
     from .loop import Interrupted, run
 
     multirun = _multirun()
-    stop_file = Path(HydraConfig.get().sweep.dir) / STOP if multirun else None
+    launch = os.environ.get(LAUNCH_ID)
+    stop_file = stop_of(Path(HydraConfig.get().sweep.dir), launch) if multirun and launch else None
     if stop_file is not None:
         if stop_file.exists():
             return {"status": "interrupted", "reason": "the sweep was stopped before this cell"}
@@ -143,7 +156,8 @@ def _job(cfg: DictConfig) -> dict[str, Any] | None:
             # for the requeued job (which resumes from the checkpoint) or sees the cancellation.
             sys.exit(3)
         if multirun:
-            stop_file.touch()  # a signal to one cell stops its whole sweep
+            if stop_file is not None:
+                stop_file.touch()  # a signal to one cell stops its whole launch
             return {"status": "interrupted", "reason": str(err)}
         sys.exit(3)
     summary = {k: record.get(k) for k in ("status", "reason", "task", "optimizer", "lr", "seed",
@@ -160,10 +174,22 @@ def main() -> None:
     from omegaconf.errors import OmegaConfBaseException
 
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let them reach us; real bugs keep tracebacks
+    import warnings
+
+    # A missing search-path folder: the preflight's one line says so (search_path above).
+    warnings.filterwarnings("ignore", message=r"provider=.* is not available")
+    import yaml
+
     try:
         _job()
     except (HydraException, OmegaConfBaseException) as err:
         print(f"error: {one_line(err)}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    except yaml.YAMLError as err:  # a config file of the user's that is not YAML
+        mark = getattr(err, "problem_mark", None)
+        where = f"{mark.name}, line {mark.line + 1}" if mark is not None else "a config file"
+        print(f"error: {where} is not valid YAML ({getattr(err, 'problem', None) or err}); "
+              "correct it", file=sys.stderr, flush=True)
         sys.exit(2)
 
 

@@ -111,11 +111,28 @@ def differences(a: Mapping[str, Any], b: Mapping[str, Any], limit: int = 3) -> s
     """The computing keys where two configs differ, for messages: ``task.depth 100 vs 5``."""
     la, lb = computing(a), computing(b)
     keys = sorted(k for k in set(la) | set(lb) if la.get(k, "<absent>") != lb.get(k, "<absent>"))
-    parts = [f"{k} {_text(la.get(k, '<absent>'))} vs {_text(lb.get(k, '<absent>'))}"
+    parts = [f"{k} {_shown(la.get(k, '<absent>'))} vs {_shown(lb.get(k, '<absent>'))}"
              for k in keys[:limit]]
     if len(keys) > limit:
         parts.append(f"{len(keys) - limit} more")
     return ", ".join(parts) or "no computing key"
+
+
+def _shown(value: Any) -> str:
+    """A value for a message: strings quoted where they would read as another type ('false')."""
+    if isinstance(value, str) and value != "<absent>" and _text(yaml_value(value)) == value:
+        return repr(value)
+    return _text(value)
+
+
+def yaml_value(text: str) -> Any:
+    """What YAML (and so a Hydra override) reads ``text`` as: 'false' -> False, '1e-3' -> str."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
 
 
 # -- validation of the values a path is made of --------------------------------------------------

@@ -13,27 +13,44 @@ import contextlib
 import fcntl
 import os
 import socket
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tasks.errors import UserError
+from tasks.files import open_regular
 
 LOCK = ".lock"
 
 
+class Stopped(Exception):
+    """``stopped()`` became true while waiting for the lock."""
+
+
 @contextlib.contextmanager
-def cell_lock(folder: Path, wait: bool = False) -> Iterator[None]:
-    """Hold the lock of a run folder; a second holder is refused in one line (or waits)."""
+def cell_lock(folder: Path, wait: bool = False,
+              stopped: Callable[[], bool] | None = None) -> Iterator[None]:
+    """Hold the lock of a run folder; a second holder is refused in one line, or waits (until
+    ``stopped()``, polled, says otherwise: then :class:`Stopped`)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK
-    with open(path, "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            f.seek(0)
-            holder = f.read().strip() or "another process"
-            raise UserError(f"{folder} is being trained by {holder}; wait for it to finish, or "
-                            "add wait=true to wait for it and then use its result") from None
+    # Never through a link or onto another file's hard link: the lock file is truncated below.
+    fd = open_regular(path, os.O_RDWR | os.O_CREAT, single_link=True)
+    with os.fdopen(fd, "r+") as f:
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                f.seek(0)
+                holder = f.read().strip() or "another process"
+                if not wait:
+                    raise UserError(f"{folder} is being trained by {holder}; wait for it to "
+                                    "finish, or add wait=true to wait for it and then use its "
+                                    "result") from None
+                if stopped is not None and stopped():
+                    raise Stopped(f"stopped while waiting for {holder}") from None
+                time.sleep(0.5)
         f.seek(0)
         f.truncate()
         f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")

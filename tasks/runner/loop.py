@@ -40,6 +40,7 @@ from omegaconf import DictConfig
 from tasks.errors import UserError
 from tasks.experiments import get_task
 from tasks.experiments.base import RunContext, Task
+from tasks.files import check_regular
 
 from . import checkpoints, distributed, identity, locks, records, validation
 from .identity import choices_of
@@ -70,12 +71,20 @@ def run(cfg: DictConfig, stop_file: Path | None = None) -> dict[str, Any]:
     rank, world, local_rank = distributed.init(str(cfg.device))
     main = rank == 0  # only rank 0 writes records, checkpoints, logs and W&B
     if main:
+        check_run_folder(out)
         check_writable(out)
-    with locks.cell_lock(out, wait=bool(cfg.wait)) if main else contextlib.nullcontext():
-        reused = reusable_record(out, ident, cfg)
-        if reused is not None:
-            return reused
-        return _train_cell(cfg, ident, out, main, world, local_rank, stop_file)
+    # In a sweep, a cell that another launch of it is training is waited for, then its record
+    # is used: two launches of one sweep neither train a cell twice nor blame each other.
+    wait = bool(cfg.wait) or stop_file is not None
+    lock = locks.cell_lock(out, wait=wait, stopped=lambda: bool(stop_file and stop_file.exists()))
+    try:
+        with lock if main else contextlib.nullcontext():
+            reused = reusable_record(out, ident, cfg)
+            if reused is not None:
+                return reused
+            return _train_cell(cfg, ident, out, main, world, local_rank, stop_file)
+    except locks.Stopped as why:
+        raise Interrupted(f"the sweep is stopping ({why})") from None
 
 
 def reusable_record(out: Path, ident: identity.Identity, cfg: DictConfig) -> dict[str, Any] | None:
@@ -91,7 +100,13 @@ def reusable_record(out: Path, ident: identity.Identity, cfg: DictConfig) -> dic
     if existing is None or cfg.force:
         return None
     theirs = existing.get("config")
-    if theirs is None or identity.fingerprint(theirs) != ident.fingerprint:
+    try:
+        same = isinstance(theirs, dict) and identity.fingerprint(theirs) == ident.fingerprint
+    except RecursionError:
+        theirs, same = None, False
+    if not isinstance(theirs, dict):
+        theirs = None
+    if not same:
         diff = (identity.differences(theirs, identity.plain(cfg)) if theirs
                 else "it stores no config")
         raise UserError(f"{path} is the record of another configuration ({diff}); move it "
@@ -206,13 +221,20 @@ def _resume(path: Path, ident: identity.Identity, task: Task,
     if not path.exists():
         return None
     payload = checkpoints.load(path, ident.fingerprint)
-    for role, m in task.modules().items():
-        m.load_state_dict(payload["modules"][role])
-    for role, opt in optimizers.items():
-        opt.load_state_dict(payload["optimizers"][role])
-    task.load_state_dict(payload["task"])
-    state.load_state_dict(payload["state"], device)
-    checkpoints.set_rng_state(payload["rng"])
+    try:
+        for role, m in task.modules().items():
+            m.load_state_dict(payload["modules"][role])
+        for role, opt in optimizers.items():
+            opt.load_state_dict(payload["optimizers"][role])
+        task.load_state_dict(payload["task"])
+        state.load_state_dict(payload["state"], device)
+        checkpoints.set_rng_state(payload["rng"])
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as err:
+        # The right checksum and configuration, other content: what a changed model leaves.
+        why = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise UserError(f"checkpoint {path} does not fit this run's model and optimiser "
+                        f"({type(err).__name__}{': ' + why[:200] if why else ''}); rerun with "
+                        "force=true to start this run from scratch, or delete it") from None
     clock.before = state.elapsed
     progress.done = state.it
     progress.line(f"resuming {path.parent} from epoch {state.epoch + 1}, item {state.pos}")
@@ -489,12 +511,32 @@ def backend_flags() -> dict[str, Any]:
     }
 
 
+# Files Hydra writes into a run folder, which it opens following links (its job log,
+# ``<job name>.log``, too: every ``*.log`` there is checked).
+HYDRA_FILES = (".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml")
+
+
+def check_run_folder(folder: Path) -> None:
+    """Refuse a run folder whose own files (lock, record, checkpoint, Hydra's) are links, FIFOs,
+    folders or devices, before Hydra or the runner opens one (tasks/files.py says why)."""
+    logs = sorted(folder.glob("*.log")) if folder.is_dir() else []
+    check_regular([folder / locks.LOCK, folder / records.RECORD, folder / CHECKPOINT,
+                   *(folder / name for name in HYDRA_FILES), *logs], folders=[folder / ".hydra"])
+
+
+# Bytes the writability probe writes: a folder with less room than this fails here, before
+# Hydra writes its files into it, not in the middle of Hydra's start.
+PROBE_BYTES = 1 << 20
+
+
 def check_writable(path: Path) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
         # A probe of our own: DDP ranks check the same directory at the same moment.
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test"):
-            pass
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test") as probe:
+            probe.write(bytes(PROBE_BYTES))
+            probe.flush()
+            os.fsync(probe.fileno())
     except OSError as err:
         raise UserError(f"cannot write to output directory {path} ({err.strerror}); choose "
                         "another with out_dir=...") from None

@@ -29,8 +29,11 @@ def problems(configs: Iterable[DictConfig], labels: Iterable[str] = ()) -> list[
     for cfg in configs:
         label = next(labels, "")
         try:
-            validation.validate(cfg)
+            ident = validation.validate(cfg)
             needs = validation.task_config(cfg).needs()
+            from .loop import check_run_folder
+
+            check_run_folder(ident.directory(str(cfg.out_dir)))
         except UserError as err:
             lines.append(f"{label}: {err}" if label else str(err))
             continue

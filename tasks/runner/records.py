@@ -17,7 +17,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from tasks.files import write_atomically
+from tasks.errors import UserError
+from tasks.files import read_regular, write_atomically
 
 SCHEMA = 1
 RECORD = "record.json"
@@ -50,13 +51,14 @@ def _jsonable(value: Any) -> Any:
 
 def read(path: Path) -> dict[str, Any] | None:
     """The record at ``path``; None if there is none; :class:`Unreadable` if it is not a record."""
-    if not path.exists():
+    if not os.path.lexists(path):
         return None
     try:
-        with open(path, encoding="utf-8") as f:
-            record = json.load(f)
-    except (OSError, ValueError) as err:  # a folder, random bytes, broken JSON
-        why = "it is a folder" if path.is_dir() else (
+        record = json.loads(read_regular(path).decode("utf-8"))
+    except UserError as err:  # a link, a FIFO, a device: never followed or opened
+        raise Unreadable(str(err)) from None
+    except (OSError, ValueError, RecursionError) as err:  # random bytes, broken JSON
+        why = "nested too deeply" if isinstance(err, RecursionError) else (
             getattr(err, "strerror", None) or type(err).__name__)
         raise Unreadable(f"{path} is not a readable record ({why})") from None
     if not isinstance(record, dict) or record.get("schema") != SCHEMA:

@@ -15,6 +15,7 @@ Three layers, each with Hydra's own mechanism where it fits:
 from __future__ import annotations
 
 import enum
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -131,6 +132,9 @@ class RunConfig:
         require(self.threads is None or self.threads > 0, f"threads must be > 0, got {self.threads}")
         require(self.log_every > 0, f"log_every must be > 0, got {self.log_every}")
         require(self.check_every > 0, f"check_every must be > 0, got {self.check_every}")
+        for name in ("out_dir", "data_dir"):  # '' would be the current folder
+            require(bool(str(getattr(self, name)).strip()),
+                    f"{name} must name a folder, got {getattr(self, name)!r}")
 
 
 ConfigStore.instance().store(name="run_schema", node=RunConfig)
@@ -162,10 +166,33 @@ def _fields(schema: type) -> list[Any]:
 def validate(cfg: DictConfig) -> identity.Identity:
     """Check a composed config before anything runs; returns the run's identity."""
     data = identity.plain(cfg)
+    check_finite(data)
     _instantiate(RunConfig, {k: v for k, v in data.items() if k not in ("task", "optimizer")}, "")
-    task_config(cfg)
+    task = task_config(cfg)
+    check_roles(data.get("optimizer") or {}, task)
     check_options(data.get("optimizer") or {})
     return identity.of(cfg)
+
+
+def check_finite(node: Any, where: str = "") -> None:
+    """No value is inf or nan: no range check would catch it, and a record cannot store it."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            check_finite(value, f"{where}.{key}" if where else str(key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            check_finite(value, f"{where}[{i}]")
+    elif isinstance(node, float) and not math.isfinite(node):
+        raise UserError(f"{where} must be a finite number, got {node}")
+
+
+def check_roles(optimizer: dict[str, Any], task: TaskConfig) -> None:
+    """Per-role optimiser options name roles the task has (a misspelt one would go unused)."""
+    modules = optimizer.get("modules") or {}
+    unknown = sorted(set(modules) - set(task.roles)) if isinstance(modules, dict) else []
+    if unknown:
+        raise UserError(f"optimizer.modules names {', '.join(unknown)}, which task {task.name} "
+                        f"does not have; its roles are {', '.join(task.roles)}")
 
 
 def task_config(cfg: DictConfig) -> TaskConfig:

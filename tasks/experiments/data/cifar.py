@@ -13,7 +13,6 @@ horizontal flip, rotation by U(-15, 15) degrees, normalisation):
 from __future__ import annotations
 
 import math
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -29,26 +28,33 @@ STD = (0.2023, 0.1994, 0.2010)
 def torchvision_cifar10(data_dir: Path, train: bool, download: bool, transform=None):
     """torchvision's CIFAR10 reading ``<data_dir>/cifar-10-batches-py`` (the python pickles).
 
-    Local files are checked for presence rather than their MD5, so that tests can write small
-    files in the real format; downloads are verified by torchvision as usual.
+    A pickle can run any code when it is loaded, so no file of the folder is unpickled before
+    every one matches its MD5 in :attr:`prepare.Cifar10.FILES <tasks.experiments.data.prepare.
+    Cifar10.FILES>` (torchvision's own table): torchvision checks them, with that table, before
+    it loads a batch. A file that fails is named in one line.
     """
     from torchvision.datasets import CIFAR10
 
-    class LocalCIFAR10(CIFAR10):
-        def _check_integrity(self) -> bool:
-            root = Path(self.root) / self.base_folder
-            return all((root / name).exists() for name, _ in self.train_list + self.test_list)
+    from .prepare import Cifar10, md5
 
-        def _load_meta(self) -> None:
-            with open(Path(self.root) / self.base_folder / self.meta["filename"], "rb") as f:
-                self.classes = pickle.load(f, encoding="latin1")[self.meta["key"]]
-            self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+    table = Cifar10.FILES
+
+    class VerifiedCIFAR10(CIFAR10):
+        train_list = [[name, table[name]] for name, _ in CIFAR10.train_list]
+        test_list = [[name, table[name]] for name, _ in CIFAR10.test_list]
+        meta = {**CIFAR10.meta, "md5": table[CIFAR10.meta["filename"]]}
 
     folder = data_dir / "cifar-10-batches-py"
     try:
-        return LocalCIFAR10(str(data_dir), train=train, download=download and not folder.exists(),
-                            transform=transform)
+        return VerifiedCIFAR10(str(data_dir), train=train,
+                               download=download and not folder.exists(), transform=transform)
     except RuntimeError:
+        present = [n for n in table if (folder / n).is_file()]
+        bad = [n for n in present if md5(folder / n) != table[n]]
+        if bad:
+            raise UserError(f"{', '.join(bad)} in {folder} fail(s) torchvision's MD5 check of "
+                            "CIFAR-10 (damaged, or not CIFAR-10), so nothing was unpickled: "
+                            "delete the folder and run `make data TASKS=cifar10_vgg11`") from None
         raise UserError(f"CIFAR-10 not found in {folder}: run `make data TASKS=cifar10_vgg11` "
                         "where the network is, or add download=true to fetch it in this "
                         "run") from None

@@ -68,9 +68,20 @@ def load_mnist(data_dir: Path, train: bool, download: bool,
     if len(x) != len(y):
         raise UserError(f"{images.name} holds {len(x)} images but {labels.name} {len(y)} labels; "
                         f"one of them is truncated: replace both in {raw}")
+    check_content(x, y, images, labels)
     x = x.to(device=device, dtype=torch.float32).div_(255.0)
     x = x.sub_(MEAN).div_(STD).reshape(x.shape[0], -1)
     return x, y.to(device)
+
+
+def check_content(x: torch.Tensor, y: torch.Tensor, images: Path, labels: Path) -> None:
+    """What the models assume of the files: 28x28 images (784 inputs) and labels 0-9."""
+    if tuple(x.shape[1:]) != (28, 28):
+        raise UserError(f"{images} holds {'x'.join(map(str, x.shape[1:]))} images, not MNIST's "
+                        "28x28: put the original files there (make mnist)")
+    if len(y) and not (int(y.min()) >= 0 and int(y.max()) <= 9):
+        raise UserError(f"{labels} holds labels from {int(y.min())} to {int(y.max())}, not "
+                        "MNIST's 0-9: put the original files there (make mnist)")
 
 
 def synthetic_mnist(n: int, seed: int, device: torch.device, dims: int = 784,
