@@ -228,3 +228,16 @@ def test_defaults_are_composed_outside_a_hydra_app():
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-400:]
     assert out.stdout.strip() == "50.0"
+
+
+def test_not_improving_madam_is_a_gain_under_the_margin():
+    def runs(madam_cs: float) -> list[dict]:
+        rs = []
+        for o, v in (("madam", 12.8), ("madam_cs", madam_cs), ("nero_none", 12.2),
+                     ("nero", 8.6), ("lamb", 12.7), ("lamb_cs", 8.9)):
+            rs += [rec("cifar10_vgg11", o, 0.02, s, v + 0.1 * s, sweep="fig2", scale="paper")
+                   for s in range(3)]
+        return rs
+    assert judge("fig2.constraints", runs(12.6)).kind == claims.HOLDS  # gain 0.2 < 1
+    assert judge("fig2.constraints", runs(10.0)).kind == claims.FAILS  # gain 2.8 > 1
+    assert judge("fig2.nero_beats", runs(12.6)).kind == claims.HOLDS

@@ -301,8 +301,9 @@ def fig2_constraints(rec: Records) -> Part:
     madam = better(rec, fig2_arm("madam_cs"), fig2_arm("madam"), margin=MADAM_MARGIN)
     # "not Madam": the gain is under the margin, which is the comparison above failing
     flipped = {HOLDS: FAILS, FAILS: HOLDS}.get(madam.kind, madam.kind)
-    return all_of(gains + [Part(flipped, f"Madam's gain must stay under {MADAM_MARGIN:g}: "
-                                + madam.text, madam.records, madam.missing)])
+    return all_of(gains + [Part(flipped, f"not Madam (its gain under {MADAM_MARGIN:g}), so the "
+                                "comparison of gain > margin below must fail: " + madam.text,
+                                madam.records, madam.missing)])
 
 
 def fig2_nero_beats(rec: Records) -> Part:
