@@ -241,3 +241,18 @@ def test_not_improving_madam_is_a_gain_under_the_margin():
     assert judge("fig2.constraints", runs(12.6)).kind == claims.HOLDS  # gain 0.2 < 1
     assert judge("fig2.constraints", runs(10.0)).kind == claims.FAILS  # gain 2.8 > 1
     assert judge("fig2.nero_beats", runs(12.6)).kind == claims.HOLDS
+
+
+def test_the_runner_up_varies_only_when_two_rows_decide_different_ones():
+    def row(task, values):  # values are errors: a reward (Pong) is their negative
+        sign = -1.0 if claims.GOAL[task] == "max" else 1.0
+        return [rec(task, o, 0.01, s, sign * v + 0.1 * s) for o, v in values.items()
+                for s in range(3)]
+    adam_second = {"nero": 1.0, "sgd": 5.0, "adam": 2.0, "lamb": 4.0}
+    lamb_second = {"nero": 1.0, "sgd": 5.0, "adam": 4.0, "lamb": 2.0}
+    rows = [row(t, adam_second) for t in claims.TABLE1_TASKS]
+    assert judge("table1.runner_up_varies", sum(rows, [])).kind == claims.FAILS
+    rows[0] = row(claims.TABLE1_TASKS[0], lamb_second)
+    assert judge("table1.runner_up_varies", sum(rows, [])).kind == claims.HOLDS
+    assert judge("table1.nero_best", sum(rows, [])).kind == claims.HOLDS
+    assert judge("table1.runner_up_varies", sum(rows[1:], [])).kind == claims.NOT_RUN

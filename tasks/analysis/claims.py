@@ -203,7 +203,8 @@ OTHERS = ("sgd", "adam", "lamb")
 
 
 def t1(task: str, optimizer: str) -> Arm:
-    return Arm(tables.OPT_LABELS.get(optimizer, optimizer), ("table1",), task, optimizer)
+    return Arm(f"{tables.OPT_LABELS.get(optimizer, optimizer)} on {task}", ("table1",), task,
+               optimizer)
 
 
 def table1_nero_best(rec: Records) -> Part:
@@ -228,10 +229,11 @@ def table1_runner_up_varies(rec: Records) -> Part:
         best = min(ok, key=lambda e: sign * sum(e.values.values()) / len(e.values))
         beats = [better(rec, best.arm, e.arm) for e in evaluated if e is not best]
         part = all_of(beats)
+        name = tables.OPT_LABELS.get(best.arm.optimizer, best.arm.optimizer)
         if part.kind == HOLDS:
-            decided[task] = best.arm.label
+            decided[task] = name
         parts.append(Part(HOLDS if part.kind == HOLDS else INCONCLUSIVE,
-                          f"{task}: runner-up {best.arm.label} "
+                          f"{task}: runner-up {name} "
                           f"({'decided' if part.kind == HOLDS else 'not separated'}):\n"
                           + part.text, part.records, part.missing))
     summary = all_of(parts)
