@@ -1,4 +1,5 @@
-"""Check that an artefacts folder holds every artefact of the paper, each file non-empty.
+"""Check that an artefacts folder holds every artefact of the paper, each file non-empty, and
+that its claims file gives every claim of the paper a verdict.
 
     python scripts/check_artefacts.py results/demo/artefacts
 
@@ -11,6 +12,7 @@ import sys
 from pathlib import Path
 
 from tasks.analysis.artefacts import ARTEFACTS, expected_files
+from tasks.analysis.claims import unlisted
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +27,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"missing or empty: {root / path}", file=sys.stderr)
     total = sum(len(expected_files(n)) for n in ARTEFACTS)
     print(f"{total - len(bad)} of {total} artefact files present in {root}")
-    return 1 if bad else 0
+    claims = unlisted(root / "claims")
+    for key in claims:
+        print(f"no verdict for claim {key} in {root / 'claims' / 'claims.csv'}", file=sys.stderr)
+    return 1 if bad or claims else 0
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import published
-from .selection import Cell, Records, variant
+from . import published, stats
+from .selection import Cell, Records, usable, variant
 
 TABLE1_OPTIMIZERS = ("nero", "sgd", "adam", "lamb")
 OPT_LABELS = {"nero": "Nero", "sgd": "SGD", "adam": "Adam", "lamb": "LAMB"}
@@ -112,6 +112,19 @@ def cell_text(c: Cell, digits: int = 2) -> str:
     return text
 
 
+def interval(c: Cell) -> stats.Interval | None:
+    """The cell's mean with its 95% t-interval over seeds (stats.py); None without a value."""
+    values = [r["final"] for r in c.records if usable(r)]
+    return stats.interval(values) if values else None
+
+
+def interval_text(c: Cell, digits: int = 2) -> str:
+    ci = interval(c)
+    if ci is None:
+        return "—"
+    return f"[{ci.low:.{digits}f}, {ci.high:.{digits}f}]" if ci.known else f"n={ci.n}: none"
+
+
 def _marked(text: str, rank: int | None, kind: str) -> str:
     if rank == 1:
         return f"**{text}**" if kind == "md" else rf"\textbf{{{text}}}"
@@ -122,7 +135,8 @@ def _marked(text: str, rank: int | None, kind: str) -> str:
 
 def table1_markdown(t: Table) -> str:
     head = ["Task", "Dataset", "Model", "Metric"]
-    head += [label(o) for o in t.optimizers] + [f"{label(o)} η" for o in t.optimizers]
+    head += [label(o) for o in t.optimizers] + [f"{label(o)} 95% CI" for o in t.optimizers]
+    head += [f"{label(o)} η" for o in t.optimizers]
     lines = [f"**Table 1 (reproduction).** {t.caption}", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for task in t.tasks:
@@ -138,6 +152,7 @@ def table1_markdown(t: Table) -> str:
                 diff = f", Δ {c.mean - p['mean']:+.2f}" if c.ok else ""
                 text += f"<br>paper {p['mean']:.2f} ± {p['std']:.2f}{diff}"
             row.append(text)
+        row += [interval_text(t.cells[(name, o)]) for o in t.optimizers]
         for o in t.optimizers:
             c = t.cells[(name, o)]
             p = t.paper.get((name, o))
@@ -146,7 +161,8 @@ def table1_markdown(t: Table) -> str:
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "Bold: best; underlined: runner-up. 'diverged'/'failed': every run of that "
               "cell ended so; 'missing': no record. (k/n ok): k of the n seeds at the best lr "
-              "finished; the mean is over those."
+              "finished; the mean is over those. ± is the population standard deviation over "
+              f"seeds (ddof 0), as the paper's; 95% CI: {stats.T_METHOD}."
               + (" †: beyond the paper (not in its Table 1)."
                  if any(o not in TABLE1_OPTIMIZERS for o in t.optimizers) else "")]
     return "\n".join(lines) + "\n"
@@ -158,10 +174,12 @@ def table1_rows(t: Table) -> list[dict[str, Any]]:
         for o in t.optimizers:
             c = t.cells[(task["task"], o)]
             p = t.paper.get((task["task"], o), {})
+            ci = interval(c)
             rows.append({
                 "task": task["task"], "dataset": task["dataset"], "model": task["model"],
                 "metric": task["metric"], "goal": task["goal"], "optimizer": o,
                 "status": c.status, "best_lr": c.lr, "mean": c.mean, "std": c.std,
+                "ci95_low": ci.low if ci else None, "ci95_high": ci.high if ci else None,
                 "seeds": " ".join(map(str, c.seeds)), "paper_mean": p.get("mean"),
                 "paper_std": p.get("std"), "paper_lr": p.get("lr"),
                 "diff": (c.mean - p["mean"]) if c.ok and p else None,

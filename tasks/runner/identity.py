@@ -180,11 +180,13 @@ def _defaults(task: str, optimizer: str, scale: str,
               sources: tuple[tuple[str, str], ...]) -> dict[str, Any]:
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
     from hydra._internal.config_search_path_impl import ConfigSearchPathImpl
+    from hydra.core.plugins import Plugins
     from hydra.types import RunMode
 
     from . import validation  # noqa: F401 - registers the config schemas the defaults start from
 
-    search_path = ConfigSearchPathImpl()
+    Plugins.instance()  # registers the config sources (pkg://, file://); outside a Hydra app
+    search_path = ConfigSearchPathImpl()  # nothing else has, e.g. in scripts/aggregate.py
     for provider, path in sources:
         search_path.append(provider, path)
     loader = ConfigLoaderImpl(config_search_path=search_path)
