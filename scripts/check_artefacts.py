@@ -8,6 +8,7 @@ Exit status 1 (with one line per missing or empty file) otherwise. CI runs it af
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -16,11 +17,10 @@ from tasks.analysis.claims import unlisted
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = argv if argv is not None else sys.argv[1:]
-    if len(args) != 1:
-        print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
-        return 2
-    root = Path(args[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folder", type=Path, help="the artefacts folder, e.g. results/demo/artefacts")
+    root = parser.parse_args(argv).folder
     bad = [f"{name}/{f}" for name in ARTEFACTS for f in expected_files(name)
            if not (root / name / f).is_file() or (root / name / f).stat().st_size == 0]
     for path in bad:

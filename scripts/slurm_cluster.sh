@@ -173,5 +173,6 @@ case "${1:-}" in
   up) up ;;
   down) down ;;
   status) export SLURM_CONF=$CONF; sinfo; squeue ;;
+  -h|--help|help) echo "usage: $0 up|down|status (see the comment at the top of $0)" ;;
   *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
 esac

@@ -7,9 +7,11 @@ compute exactly the same thing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -78,17 +80,101 @@ def test_a_requeued_job_resumes_and_ends_as_an_uninterrupted_run(tmp_path):
     assert "resuming" in logs  # the second run of the job continued from the checkpoint
 
 
+def _run_process(folder: Path) -> int | None:
+    """The pid of the python process of the job whose submitit folder is under ``folder``."""
+    for proc in Path("/proc").iterdir():
+        try:
+            cmd = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if (Path(cmd[0].decode()).name.startswith("python") and b"submitit.core._submit" in cmd
+                and any(str(folder).encode() in c for c in cmd)):  # not srun, which starts it
+            return int(proc.name)
+    return None
+
+
+def _state(pid: int) -> str:
+    """The process's state letter (T: stopped), "" once it has exited."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return ""
+    return next(line.split()[1] for line in status.splitlines() if line.startswith("State:"))
+
+
+def _signalled_or_gone(pid: int, sig: signal.Signals) -> bool:
+    """True once ``sig`` is pending for the stopped process, it runs again (slurmstepd sends
+    SIGCONT with the signals it delivers) or it has exited."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
+    pending = [int(line.split()[1], 16) for line in status.splitlines()
+               if line.startswith(("SigPnd:", "ShdPnd:"))]
+    return any(m & (1 << (sig - 1)) for m in pending) or _state(pid) != "T"
+
+
+def _wait(what, condition, seconds: float):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"waited {seconds:.0f} s for {what}")
+
+
 def test_a_job_reaching_its_time_limit_checkpoints_is_requeued_and_finishes(tmp_path):
-    # About 45 s of training in a job of one minute, warned 45 s before its end (SLURM may send
-    # the warning up to a minute early): every attempt is signalled before the run can finish.
-    args = ("cluster.timeout_min=1", "hydra.launcher.signal_delay_s=45", "task.width=512",
-            "task.depth=8", "task.n_train=12000", "task.epochs=24", "checkpoint.every_steps=100")
-    out = sweep(tmp_path, *args, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    (record,) = list(records.find(tmp_path))
-    assert record["status"] == "ok" and record["epochs_done"] == 24
-    logs = "".join(p.read_text() for p in tmp_path.rglob("*_log.*"))
-    assert "signal SIGUSR2: checkpoint written" in logs and "resuming" in logs
+    """Sized in work, not in wall time: whatever the node's speed, the job reaches its time
+    limit once, after it has made progress (its first checkpoint) and before it can finish.
+
+    The job starts with a limit far beyond its work (10 min). Once it has written a checkpoint,
+    the test freezes its process (SIGSTOP: no step is taken while the clock runs), sets the
+    limit to 1-2 minutes from now, and waits for SLURM's own warning (SIGUSR2,
+    signal_delay_s before the limit; slurmstepd continues a stopped process it signals, else
+    the test does); then the process handles it
+    (checkpoint, submitit's requeue), and the requeued job, its limit set back to 10 min,
+    finishes the run. The record must equal an uninterrupted run's.
+    """
+    reference = train_cli(*CELL, *LONG, f"out_dir={tmp_path / 'ref'}")
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    out = tmp_path / "slurm"
+    proc = subprocess.Popen([sys.executable, str(REPO / "scripts" / "train.py"), "-m", *CELL,
+                             *ON_SLURM, *LONG, "hydra.launcher.signal_delay_s=45",
+                             f"out_dir={out}"], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait("the first checkpoint", lambda: first(out, "checkpoint.pt"), 600)
+        pid = _wait("the job's process", lambda: _run_process(out), 60)
+        os.kill(pid, signal.SIGSTOP)
+        _wait("the process to stop", lambda: _state(pid) == "T", 30)
+        (job,) = subprocess.run(["squeue", "-h", "-o", "%A %M"], capture_output=True, text=True,
+                                check=True).stdout.split("\n")[:1]
+        job_id, used = job.split()  # the time used as M:SS (under the 10 min limit)
+        # The limit falls 1 to 2 min from now; SLURM warns within its 30 s check interval of
+        # signal_delay_s before it, so at least 45 s before the job would be killed.
+        subprocess.run(["scontrol", "update", f"JobId={job_id}",
+                        f"TimeLimit={int(used.split(':')[0]) + 2}"], check=True)
+        try:
+            _wait("SLURM's time-limit warning", lambda: _signalled_or_gone(pid, signal.SIGUSR2), 300)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        logs = lambda: "".join(p.read_text() for p in out.rglob("*_log.*"))  # noqa: E731
+        _wait("the requeue", lambda: "checkpoint written" in logs(), 120)
+        subprocess.run(["scontrol", "update", f"JobId={job_id}", "TimeLimit=10"], check=True)
+        _, err = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    (record,) = list(records.find(out))
+    a = json.loads(first(tmp_path / "ref", "record.json").read_text())
+    assert record["status"] == "ok"
+    assert strip_times(record["history"]) == strip_times(a["history"])
+    text = logs()
+    assert "this job is timed-out" in text  # submitit counted a time limit, not a preemption
+    assert "signal SIGUSR2: checkpoint written" in text and "resuming" in text
 
 
 def test_a_failing_cell_is_reported_and_only_it_reruns(tmp_path):

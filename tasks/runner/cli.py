@@ -1,7 +1,7 @@
 """The Hydra entry point behind ``scripts/train.py``: one run, or a sweep with ``-m``.
 
     python scripts/train.py task=mnist_mlp optimizer=nero optimizer.lr=0.01 seed=0 scale=smoke
-    python scripts/train.py -m +experiment=table1/cifar10_vgg11
+    python scripts/train.py -m +experiment=table1 task=cifar10_vgg11
 """
 
 from __future__ import annotations
