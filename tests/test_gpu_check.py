@@ -25,10 +25,11 @@ def script(name: str, *args: str, env: dict | None = None, timeout: int = 600):
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 def test_make_gpu_check_without_cuda_prints_its_stages_and_exits_0():
-    # The venv this suite runs in stands for .venv; -o keeps make from reinstalling it.
-    proc = subprocess.run(["make", "-o", ".venv/.installed", f"BIN={Path(sys.executable).parent}",
-                           "gpu-check"], cwd=REPO, capture_output=True, text=True, timeout=300,
-                          env=HIDDEN)
+    # The venv this suite runs in stands for .venv; -o keeps make from reinstalling it. Under
+    # `make test` this make is a sub-make, which would print "Entering/Leaving directory" lines.
+    proc = subprocess.run(["make", "--no-print-directory", "-o", ".venv/.installed",
+                           f"BIN={Path(sys.executable).parent}", "gpu-check"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300, env=HIDDEN)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     parts = [ln for ln in lines if ln.startswith("would run")]
