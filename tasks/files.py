@@ -66,20 +66,22 @@ def check_regular(paths: Iterable[Path], folders: Iterable[Path] = ()) -> None:
     """Refuse, before anything is created, a path that exists and is not a regular file (or, for
     ``folders``, not a real folder); absent paths are fine."""
     for path in folders:
-        try:
-            mode = os.lstat(path).st_mode
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        if not stat.S_ISDIR(mode):
+        mode = _lstat_mode(path)
+        if mode is not None and not stat.S_ISDIR(mode):
             raise UserError(f"{path} is {_kind(mode) if stat.S_ISLNK(mode) else 'a file'}, not a "
                             "folder; this suite never writes through it: remove it and run again")
     for path in paths:
-        try:
-            mode = os.lstat(path).st_mode
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        if not stat.S_ISREG(mode):
+        mode = _lstat_mode(path)
+        if mode is not None and not stat.S_ISREG(mode):
             raise refuse(path, _kind(mode))
+
+
+def _lstat_mode(path: Path) -> int | None:
+    """The mode of ``path`` itself (a link is not followed), or None when it is absent."""
+    try:
+        return os.lstat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
 
 
 def open_regular(path: Path, flags: int = os.O_RDONLY, *, single_link: bool = False) -> int:
