@@ -148,6 +148,31 @@ def test_a_verified_cifar_archive_is_extracted_and_checked(tmp_path, monkeypatch
     assert prepare.Cifar10().check(tmp_path / "data").ok
 
 
+def test_a_run_with_download_fetches_cifar_as_make_data_does(tmp_path, monkeypatch):
+    """One download path: a run's download=true is make data's fetch (its URL, its MD5s), and
+    the batches it extracted are what the run loads."""
+    import torch
+
+    from tasks.experiments.data.cifar import load_cifar10
+    from tests.test_cifar import write_cifar
+
+    write_cifar(tmp_path / "made", n_train=10, n_test=5)
+    folder = tmp_path / "made" / "cifar-10-batches-py"
+    archive = tmp_path / "archive.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname="cifar-10-batches-py")
+    monkeypatch.setattr(prepare.Cifar10, "ARCHIVE_MD5", prepare.md5(archive))
+    monkeypatch.setattr(prepare.Cifar10, "FILES", {n: prepare.md5(folder / n) for n in prepare.Cifar10.FILES})
+    asked = serve(monkeypatch, archive.read_bytes())
+    x, y = load_cifar10(tmp_path / "data", train=False, download=True, device=torch.device("cpu"))
+    assert set(asked) == {prepare.Cifar10.URL}
+    assert prepare.Cifar10().check(tmp_path / "data").ok
+    with open(folder / "test_batch", "rb") as f:
+        written = pickle.load(f)
+    assert torch.equal(x, torch.from_numpy(written["data"]).view(-1, 3, 32, 32))
+    assert y.tolist() == written["labels"]
+
+
 # -- text corpora, weights, ImageNet -------------------------------------------------------------------
 def test_a_wikitext_that_is_not_the_papers_corpus_is_refused(tmp_path):
     folder = tmp_path / "wikitext-2"
