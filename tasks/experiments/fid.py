@@ -34,6 +34,8 @@ def statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
                      eps: float = 1e-6) -> float:
+    """pytorch_fid's ``calculate_frechet_distance`` line for line (tests/test_cgan.py), written
+    out because pytorch-fid 0.3.0 calls ``sqrtm(..., disp=False)``, which SciPy 1.18 removes."""
     mu1, mu2 = np.atleast_1d(mu1), np.atleast_1d(mu2)
     sigma1, sigma2 = np.atleast_2d(sigma1), np.atleast_2d(sigma2)
     diff = mu1 - mu2
@@ -65,7 +67,11 @@ def to_uint8(images: torch.Tensor, stretch: bool) -> torch.Tensor:
 
 
 class FIDInception(nn.Module):
-    """pytorch-fid's TF-Inception port: torchvision's Inception-v3 with the FID blocks."""
+    """pytorch-fid's TF-Inception port: torchvision's Inception-v3 with the FID blocks.
+
+    The features of pytorch_fid's ``InceptionV3`` (tests/test_cgan.py); built here because that
+    class fetches its weights itself through torch.hub, where a run reads them from a given path.
+    """
 
     def __init__(self) -> None:
         super().__init__()

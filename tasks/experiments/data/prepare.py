@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import shutil
-import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,14 +35,19 @@ class Check:
 
 
 def md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    from torchvision.datasets.utils import calculate_md5
+
+    return calculate_md5(path)
 
 
-def sha256(path: Path) -> str:
+def verified(path: Path, digest: str) -> bool:
+    """``path`` is a file whose MD5 is ``digest`` (torchvision's check of its data sets)."""
+    from torchvision.datasets.utils import check_integrity
+
+    return check_integrity(path, digest)
+
+
+def sha256(path: Path) -> str:  # torchvision checks MD5s only; the FID weights publish a SHA-256
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -53,15 +56,19 @@ def sha256(path: Path) -> str:
 
 
 def _download(url: str, target: Path) -> None:
-    """``url`` into ``target`` whole or not at all (a failed download leaves nothing behind)."""
-    import urllib.request
+    """``url`` into ``target`` by torchvision's ``download_url``, whole or not at all: what a
+    failed or interrupted download left (torchvision writes in place) is removed."""
+    from torchvision.datasets.utils import download_url
 
+    target.unlink(missing_ok=True)  # download_url keeps any file already there
     try:
-        with urllib.request.urlopen(url, timeout=60) as response:
-            write_atomically(target, lambda f: shutil.copyfileobj(response, f))
-    except OSError as err:
-        raise UserError(f"could not download {url} ({err}); run where the network is, or put "
-                        f"the file at {target} yourself") from None
+        download_url(url, str(target.parent), target.name)
+    except BaseException as err:
+        target.unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise UserError(f"could not download {url} ({err}); run where the network is, or put "
+                            f"the file at {target} yourself") from None
+        raise
 
 
 class Item:
@@ -115,13 +122,13 @@ class Mnist(Item):
         done = []
         for name, digest in self.FILES.items():
             target = raw / name
-            if target.exists() and md5(target) == digest:
+            if verified(target, digest):
                 continue
             if origin is not None:
                 write_atomically(target, lambda f, n=name: f.write((origin / n).read_bytes()))
             else:
                 _download(self.MIRROR + name, target)
-            if md5(target) != digest:
+            if not verified(target, digest):
                 target.unlink()
                 raise UserError(f"{name} from {origin or self.MIRROR} fails its MD5 check "
                                 f"(expected {digest}); it was removed, try again")
@@ -162,18 +169,19 @@ class Cifar10(Item):
 
     def fetch(self, data_dir: Path, source: str) -> str:
         folder = data_dir / "cifar-10-batches-py"
-        if all((folder / n).exists() and md5(folder / n) == d for n, d in self.FILES.items()):
+        if all(verified(folder / n, d) for n, d in self.FILES.items()):
             return f"all 7 files match torchvision's MD5s in {folder}"
         archive = data_dir / "cifar-10-python.tar.gz"
-        if not archive.exists() or md5(archive) != self.ARCHIVE_MD5:
+        if not verified(archive, self.ARCHIVE_MD5):
             _download(self.URL, archive)
-        if md5(archive) != self.ARCHIVE_MD5:
+        if not verified(archive, self.ARCHIVE_MD5):
             archive.unlink()
             raise UserError(f"{archive.name} fails its MD5 check (expected {self.ARCHIVE_MD5}); "
                             "it was removed, try again")
-        with tarfile.open(archive) as tar:
-            tar.extractall(data_dir, filter="data")
-        bad = [n for n, d in self.FILES.items() if md5(folder / n) != d]
+        from torchvision.datasets.utils import extract_archive
+
+        extract_archive(str(archive), str(data_dir))  # the archive is the published one (its MD5)
+        bad = [n for n, d in self.FILES.items() if not verified(folder / n, d)]
         if bad:
             raise UserError(f"{', '.join(bad)} in {folder} fail their MD5 checks after extraction")
         return f"extracted {archive.name}; all 7 files match torchvision's MD5s in {folder}"
