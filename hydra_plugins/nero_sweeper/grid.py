@@ -36,16 +36,11 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
+from tasks.runner.launch import LAUNCH_ID, SWEEP_PID, stop_file
 from tasks.runner.protocol import best_lr, lr_scores
 
 log = logging.getLogger(__name__)
 
-# In the sweep folder while a launch is stopping: its cells that see it stop. Each launch has its
-# own (``.stop-<launch id>``): another sweep, or another launch of this one, writing into the
-# same folder is not stopped with it.
-STOP = ".stop"
-SWEEP_PID = "NERO_SWEEP_PID"  # the sweeping process, for its local workers
-LAUNCH_ID = "NERO_LAUNCH_ID"  # this launch, for its jobs (local workers and SLURM jobs inherit it)
 INTERRUPTED_EXIT = 3
 FINISHED = ("ok", "diverged")  # a cell with one of these records is a result
 
@@ -62,11 +57,6 @@ class GridSweeperConf:
 
 ConfigStore.instance().store(group="hydra/sweeper", name="grid", node=GridSweeperConf,
                              provider="nero")
-
-
-def stop_file(sweep_dir: Path, launch_id: str) -> Path:
-    """The stop file of one launch of a sweep."""
-    return sweep_dir / f"{STOP}-{launch_id}"
 
 
 def group_key(overrides: list[str], lr_key: str, seed_key: str) -> tuple[str, ...]:

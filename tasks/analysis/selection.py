@@ -27,10 +27,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tasks.runner import identity
+from tasks.runner import identity, validation
 from tasks.runner.protocol import best_lr, lr_scores
 
 Record = dict[str, Any]
+
+
+def defaults_for(task: str, optimizer: str, scale: str) -> dict[str, Any]:
+    """The computing defaults of a task x optimizer x scale (identity.defaults_for), composed
+    from the schemas and the configs as they are now."""
+    validation.register_schemas()
+    return identity.defaults_for(task, optimizer, scale)
 
 
 def variant(r: Mapping[str, Any]) -> dict[str, Any]:
@@ -41,7 +48,7 @@ def variant(r: Mapping[str, Any]) -> dict[str, Any]:
     if config is None:
         return {}
     try:
-        defaults = identity.defaults_for(str(r["task"]), str(r["optimizer"]), str(r["scale"]))
+        defaults = defaults_for(str(r["task"]), str(r["optimizer"]), str(r["scale"]))
     except Exception:  # an optimiser config that no longer exists: never the default variant
         return {"config": identity.cell_fingerprint(config)}
     return identity.variant_of(identity.computing(config), defaults)
