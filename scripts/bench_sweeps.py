@@ -16,7 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tasks.runner.sweeps import TABLE1_TASKS, run_sweeps
+from tasks.analysis.published import TABLE1_TASKS
+from tasks.runner.sweeps import run_sweeps
 
 
 def main() -> None:

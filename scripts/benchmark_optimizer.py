@@ -20,8 +20,10 @@ import sys
 import time
 from pathlib import Path
 
+from tasks.analysis.cli import write_artefacts
+from tasks.analysis.published import TABLE1_TASKS
 from tasks.analysis.tables import TABLE1_OPTIMIZERS
-from tasks.runner.sweeps import TABLE1_TASKS, run_sweeps, write_artefacts
+from tasks.runner.sweeps import run_sweeps
 
 
 def main(argv: list[str] | None = None) -> int:

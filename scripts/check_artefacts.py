@@ -12,8 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from tasks.analysis.artefacts import ARTEFACTS, expected_files
 from tasks.analysis.claims import unlisted
+from tasks.analysis.registry import ARTEFACTS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,11 +21,11 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", type=Path, help="the artefacts folder, e.g. results/demo/artefacts")
     root = parser.parse_args(argv).folder
-    bad = [f"{name}/{f}" for name in ARTEFACTS for f in expected_files(name)
+    bad = [f"{name}/{f}" for name, artefact in ARTEFACTS.items() for f in artefact.files
            if not (root / name / f).is_file() or (root / name / f).stat().st_size == 0]
     for path in bad:
         print(f"missing or empty: {root / path}", file=sys.stderr)
-    total = sum(len(expected_files(n)) for n in ARTEFACTS)
+    total = sum(len(a.files) for a in ARTEFACTS.values())
     print(f"{total - len(bad)} of {total} artefact files present in {root}")
     claims = unlisted(root / "claims")
     for key in claims:

@@ -25,14 +25,14 @@ import os
 import sys
 from pathlib import Path
 
+from tasks.analysis.published import TABLE1_TASKS
 from tasks.errors import UserError, report
 from tasks.experiments.data.prepare import ITEMS, PAPER_RUNS
 from tasks.runner.cli import compose
 from tasks.runner.validation import task_config
 
 GROUPS = {
-    "table1": ["cifar10_cgan", "cifar10_vgg11", "cifar10_resnet18", "wikitext2_transformer",
-               "multi30k_transformer", "pong_ppo"],
+    "table1": TABLE1_TASKS,
     "all": sorted(PAPER_RUNS),
 }
 

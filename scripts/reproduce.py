@@ -22,7 +22,10 @@ import sys
 import time
 from pathlib import Path
 
-from tasks.runner.sweeps import SWEEPS, TABLE1_TASKS, run_sweeps, sweeps_for, write_artefacts
+from tasks.analysis.cli import write_artefacts
+from tasks.analysis.published import TABLE1_TASKS
+from tasks.analysis.registry import ARTEFACTS, sweeps_for
+from tasks.runner.sweeps import run_sweeps
 
 
 def main() -> int:
@@ -30,7 +33,7 @@ def main() -> int:
     parser.add_argument("--out", required=True, help="where records and artefacts go")
     parser.add_argument("--scale", default="paper", choices=["paper", "smoke"])
     parser.add_argument("--artefacts", default="table1",
-                        help=f"comma-separated, among {', '.join(SWEEPS)}; or all")
+                        help=f"comma-separated, among {', '.join(ARTEFACTS)}; or all")
     parser.add_argument("--tasks", default=",".join(TABLE1_TASKS), help="Table 1 rows to run")
     parser.add_argument("--launcher", default="local", choices=["local", "slurm", "basic"],
                         help="local: a few cells at a time here (NERO_JOBS); slurm: submitit "
@@ -47,7 +50,12 @@ def main() -> int:
     if args.scale == "smoke":  # toy cells: one per core beats more threads per cell
         env.setdefault("NERO_JOBS", str(os.cpu_count() or 1))
     started = time.time()
-    sweeps = sweeps_for(args.artefacts, args.tasks.split(","))
+    names = list(ARTEFACTS) if args.artefacts == "all" else args.artefacts.split(",")
+    unknown = [n for n in names if n not in ARTEFACTS]
+    if unknown:
+        raise SystemExit(f"error: unknown artefact {', '.join(unknown)}: choose from "
+                         f"{', '.join(ARTEFACTS)} or all")
+    sweeps = sweeps_for(names, args.tasks.split(","))
     parallel = args.parallel or (len(sweeps) if args.launcher == "slurm" else 1)
     failed = run_sweeps(sweeps, parallel, args, out, logger, env)
     return write_artefacts(out, failed, started)

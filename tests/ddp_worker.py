@@ -2,7 +2,7 @@
 
     ddp_worker.py OUT [cpu|cuda]
 
-On the CPU the process group is gloo, joined through tasks.runner.distributed. On CUDA it is
+On the CPU the process group is gloo, joined through tasks.distributed. On CUDA it is
 NCCL, joined here even at world size 1 (where the runner needs no process group), so that
 NCCL and DDP's gradient reducer really run; at world size 1 rank 0 also trains the same model
 without DDP and reports whether the two agree exactly.
@@ -17,7 +17,7 @@ import torch.distributed as dist
 from torch import nn
 
 from nero import Nero
-from tasks.runner import distributed
+from tasks import distributed
 
 
 def build() -> nn.Module:

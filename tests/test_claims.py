@@ -8,7 +8,7 @@ import math
 import pytest
 from scipy import stats as sp
 
-from tasks.analysis import claims, stats, tables
+from tasks.analysis import claims, registry, stats, tables
 from tasks.analysis.selection import Records
 from tasks.runner import records
 from tasks.runner.identity import Identity, plain
@@ -18,7 +18,7 @@ CLAIM = {c.key: c for c in claims.CLAIMS}
 
 
 def judge(key: str, rs: list[dict], **kw) -> claims.Verdict:
-    return claims.judge(CLAIM[key], Records(rs, **kw))
+    return claims.judge(CLAIM[key], Records(rs, **kw), registry.makers())
 
 
 # -- statistics ----------------------------------------------------------------------------------
@@ -223,8 +223,8 @@ def test_defaults_are_composed_outside_a_hydra_app():
 
     from tests.conftest import REPO
 
-    code = ("from tasks.runner import identity; "
-            "print(identity.defaults_for('mnist_mlp', 'nero', 'paper')['task.epochs'])")
+    code = ("from tasks.analysis import selection; "
+            "print(selection.defaults_for('mnist_mlp', 'nero', 'paper')['task.epochs'])")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-400:]
     assert out.stdout.strip() == "50.0"

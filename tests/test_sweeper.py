@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from hydra_plugins.nero_sweeper.grid import GridSweeper, best_lrs
+from tasks.analysis.selection import cell
 from tasks.runner import records
 from tests.conftest import compose, train_cli
 
@@ -64,3 +65,19 @@ def test_cells_combine_with_the_grid_and_the_command_line_wins():
     only = grid._expand(["seed=5", "optimizer.weight_decay=0.5"])
     assert len(only) == 4 and all(j[-1] == "optimizer.weight_decay=0.5" for j in only)  # sgd once
     assert ["optimizer=sgd", "seed=5", "optimizer.weight_decay=0.5"] in only
+
+
+def test_the_sweeper_and_the_analysis_pick_the_same_lr_on_a_tie():
+    # A grid in descending order, two lrs tied on seed 0: both take the smaller lr.
+    jobs = [["optimizer=sgd", f"optimizer.lr={lr}", "seed=0"] for lr in ("0.1", "0.01", "1.0")]
+    finals = [3.0, 3.0, -2.0]
+    results = [{"status": "ok", "final": f, "goal": "max"} for f in finals]
+    assert best_lrs(jobs, results, "optimizer.lr", "seed") == {("optimizer=sgd",): "optimizer.lr=0.01"}
+    rs = [{"task": "t", "optimizer": "sgd", "lr": float(j[1].split("=")[1]), "seed": 0,
+           "final": f, "status": "ok"} for j, f in zip(jobs, finals)]
+    assert cell("t", "sgd", rs, "max").lr == 0.01
+    # No tie: both follow seed 0 at each lr, and a min goal flips the order.
+    results = [{"status": "ok", "final": f, "goal": "min"} for f in finals]
+    rs = [dict(r, final=f) for r, f in zip(rs, finals)]
+    assert best_lrs(jobs, results, "optimizer.lr", "seed") == {("optimizer=sgd",): "optimizer.lr=1.0"}
+    assert cell("t", "sgd", rs, "min").lr == 1.0

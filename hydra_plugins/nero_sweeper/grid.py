@@ -5,7 +5,8 @@ configurations) and ``grid`` (comma-separated values per key, Hydra's sweep synt
 the sweep overrides of the command line (which replace the grid's entry for the same key). With
 ``seeds`` set, stage 2 re-runs, for each group of stage-1 cells that differ only in lr (and seed),
 its best lr with those seeds: the paper's protocol (lr grid at seed 0, then seeds 1 and 2 at the
-best lr; the seed-0 run is the third repeat). Every job returns its record's summary (a cell
+best lr; the seed-0 run is the third repeat), chosen by the rule the analysis uses
+(tasks/runner/protocol.py). Every job returns its record's summary (a cell
 whose record already says ok returns it without training), so a relaunched sweep only trains
 what is missing. Failed or diverged stage-1 cells never win; a group with no usable cell gets no
 stage 2.
@@ -35,14 +36,11 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
+from tasks.runner.launch import LAUNCH_ID, SWEEP_PID, stop_file
+from tasks.runner.protocol import best_lr, lr_scores
+
 log = logging.getLogger(__name__)
 
-# In the sweep folder while a launch is stopping: its cells that see it stop. Each launch has its
-# own (``.stop-<launch id>``): another sweep, or another launch of this one, writing into the
-# same folder is not stopped with it.
-STOP = ".stop"
-SWEEP_PID = "NERO_SWEEP_PID"  # the sweeping process, for its local workers
-LAUNCH_ID = "NERO_LAUNCH_ID"  # this launch, for its jobs (local workers and SLURM jobs inherit it)
 INTERRUPTED_EXIT = 3
 FINISHED = ("ok", "diverged")  # a cell with one of these records is a result
 
@@ -61,38 +59,37 @@ ConfigStore.instance().store(group="hydra/sweeper", name="grid", node=GridSweepe
                              provider="nero")
 
 
-def stop_file(sweep_dir: Path, launch_id: str) -> Path:
-    """The stop file of one launch of a sweep."""
-    return sweep_dir / f"{STOP}-{launch_id}"
-
-
 def group_key(overrides: list[str], lr_key: str, seed_key: str) -> tuple[str, ...]:
     return tuple(o for o in overrides if not o.startswith((f"{lr_key}=", f"{seed_key}=")))
 
 
 def best_lrs(jobs: list[list[str]], results: list[dict[str, Any] | None], lr_key: str,
              seed_key: str) -> dict[tuple[str, ...], str]:
-    """For each group of stage-1 jobs that differ only in lr (and seed), the best lr override.
+    """For each group of stage-1 jobs that differ only in lr (and seed), the best lr override,
+    by the analysis's own rule (tasks/runner/protocol.py; a tie goes to the smaller lr).
 
-    ``results`` are the job summaries (status, final, goal) or None for a job that crashed.
-    Ties keep the earlier lr in the grid's order.
+    ``results`` are the job summaries (status, final, goal) or None for a job that crashed;
+    failed, diverged and crashed jobs never win.
     """
-    best: dict[tuple[str, ...], tuple[float, str]] = {}
-    order: list[tuple[str, ...]] = []
+    runs: dict[tuple[str, ...], list[tuple[float, int, float]]] = {}
+    goals: dict[tuple[str, ...], str] = {}
+    overrides_of: dict[tuple[tuple[str, ...], float], str] = {}
     for overrides, result in zip(jobs, results):
         key = group_key(overrides, lr_key, seed_key)
-        if key not in order:
-            order.append(key)
+        runs.setdefault(key, [])
         if not result or result.get("status") != "ok" or result.get("final") is None:
             continue
         value = float(result["final"])
         if not math.isfinite(value):
             continue
-        score = value if result.get("goal") == "min" else -value
-        lr = next(o for o in overrides if o.startswith(f"{lr_key}="))
-        if key not in best or score < best[key][0]:
-            best[key] = (score, lr)
-    return {key: best[key][1] for key in order if key in best}
+        lr_override = next(o for o in overrides if o.startswith(f"{lr_key}="))
+        lr = float(lr_override.split("=", 1)[1])
+        seed = next((int(o.split("=", 1)[1]) for o in overrides if o.startswith(f"{seed_key}=")), 0)
+        runs[key].append((lr, seed, value))
+        goals.setdefault(key, "min" if result.get("goal") == "min" else "max")
+        overrides_of.setdefault((key, lr), lr_override)
+    best = {key: best_lr(lr_scores(group), goals.get(key, "max")) for key, group in runs.items()}
+    return {key: overrides_of[(key, lr)] for key, lr in best.items() if lr is not None}
 
 
 def _summary(ret: JobReturn) -> dict[str, Any] | None:

@@ -704,29 +704,3 @@ def profile(rec: Records, out: Path, optimizers: Optimizers = PAPER) -> Outcome:
                                  "Performance profile over the Table 1 tasks (beyond the paper)",
                                  tables.caption(used))
     return outcome
-
-
-def claims(rec: Records, out: Path, optimizers: Optimizers = PAPER) -> Outcome:
-    from . import claims as checked  # claims.py builds on this module's goals and Outcome
-
-    return checked.artefact(rec, out, optimizers)
-
-
-ARTEFACTS: dict[str, Callable[[Records, Path, Optimizers], Outcome]] = {
-    "table1": table1, "appendix_a": appendix_a, "fig1": fig1, "fig2": fig2,
-    "fig3_left": fig3_left, "fig3_right": fig3_right, "fig4": fig4, "fig5": fig5, "fig6": fig6,
-    "fig7": fig7, "fig8": fig8, "fig9": fig9, "lr_sensitivity": lr_sensitivity,
-    "profile": profile, "claims": claims,
-}
-
-
-def expected_files(name: str) -> list[str]:
-    """What a complete artefact's folder holds (the demo checks each is there and not empty)."""
-    if name == "table1":
-        return ["table1.md", "table1.csv", "table1.tex", "comparison.md"]
-    if name == "appendix_a":
-        return ["appendix_a.md", "appendix_a.csv", "comparison.md"]
-    if name == "claims":
-        return ["claims.md", "claims.csv"]
-    figures_only = [f"{name}.png", f"{name}.pdf"]
-    return figures_only if name in ("lr_sensitivity", "profile") else figures_only + ["comparison.md"]

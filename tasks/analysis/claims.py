@@ -30,9 +30,10 @@ from typing import Any
 import torch
 import yaml
 
-from . import published, stats, tables
+from . import stats, tables
 from .artefacts import GOAL, Optimizers, Outcome
-from .selection import Cell, Record, Records, cell, usable
+from .published import TABLE1_TASKS
+from .selection import Cell, Record, Records, cell, defaults_for, usable
 
 HOLDS, FAILS, INCONCLUSIVE, NOT_RUN = "holds", "does not hold", "inconclusive", "not run"
 KINDS = (HOLDS, FAILS, INCONCLUSIVE, NOT_RUN)
@@ -198,7 +199,6 @@ class Claim:
     test: Callable[[Records], Part]
 
 
-TABLE1_TASKS = [t["task"] for t in published.tasks()]
 OTHERS = ("sgd", "adam", "lamb")
 
 
@@ -417,7 +417,6 @@ def state_elements(optimizer: torch.optim.Optimizer) -> int:
 def _counted(task: str, scale: str, cfg_text: str) -> tuple[int, int, int]:
     """(parameters, Nero's state, Adam's state) of the task's model, Adam's counted one tensor
     at a time after a step with zero gradients (torch allocates it lazily)."""
-    from tasks.runner.identity import defaults_for
     from tasks.runner.optimizers import build_optimizer
 
     cfg = yaml.safe_load(cfg_text)
@@ -509,22 +508,10 @@ CLAIMS: list[Claim] = [
 
 
 # -- verdicts and files ------------------------------------------------------------------------
-@cache
-def _makers() -> dict[str, tuple[str, str]]:
-    """A records' sweep -> (the experiment config, the reproduce.py artefact) that makes it."""
-    from tasks.runner.cli import CONF_DIR
-    from tasks.runner.sweeps import SWEEPS
-
-    out = {}
-    for artefact, runs in SWEEPS.items():
-        for experiment, _ in runs:
-            text = (Path(CONF_DIR) / "experiment" / f"{experiment}.yaml").read_text()
-            out.setdefault(yaml.safe_load(text)["sweep"], (experiment, artefact))
-    return out
+Makers = dict[str, tuple[str, str]]  # records' sweep -> (experiment config, reproduce.py artefact)
 
 
-def how_to_run(sweeps: Iterable[str]) -> str:
-    makers = _makers()
+def how_to_run(sweeps: Iterable[str], makers: Makers) -> str:
     return "; ".join(
         f"`python scripts/reproduce.py --artefacts {makers[s][1]}` (conf/experiment/"
         f"{makers[s][0]}.yaml)" if s in makers else f"sweep {s}" for s in dict.fromkeys(sweeps))
@@ -547,8 +534,6 @@ class Verdict:
 def _settings(records: list[Record]) -> tuple[str, str | None]:
     """The settings all the records share that are not the paper's, and the caveat a shortened
     run puts on the verdict (e.g. "first 10 of the paper's 50 epochs")."""
-    from tasks.runner.identity import defaults_for
-
     shared = tables._shared_variant(records)
     parts, caveat = [], None
     for k, v in sorted(shared.items()):
@@ -563,7 +548,9 @@ def _settings(records: list[Record]) -> tuple[str, str | None]:
     return ("; not the paper's settings: " + ", ".join(parts)) if parts else "", caveat
 
 
-def judge(claim: Claim, rec: Records) -> Verdict:
+def judge(claim: Claim, rec: Records, makers: Makers) -> Verdict:
+    """The claim's verdict on the records; ``makers`` (registry.makers()) names, for a claim
+    not run, the command that makes its records."""
     part = claim.test(rec)
     used = list({id(r): r for r in part.records}.values())
     scales = sorted({str(r.get("scale")) for r in used})
@@ -577,7 +564,7 @@ def judge(claim: Claim, rec: Records) -> Verdict:
     run = ""
     if part.kind == NOT_RUN:
         sweeps = [m.split(":")[0].split("/")[0] for m in part.missing] or list(claim.sweeps)
-        run = "run " + how_to_run(sweeps)
+        run = "run " + how_to_run(sweeps, makers)
         elsewhere = sorted({"--variant " + ",".join(
             f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in r["_variant"].items())
                             for r in rec.all for m in part.missing
@@ -589,8 +576,8 @@ def judge(claim: Claim, rec: Records) -> Verdict:
     return Verdict(claim, part.kind, label, records, part.text, run)
 
 
-def verdicts(rec: Records) -> list[Verdict]:
-    return [judge(c, rec) for c in CLAIMS]
+def verdicts(rec: Records, makers: Makers) -> list[Verdict]:
+    return [judge(c, rec, makers) for c in CLAIMS]
 
 
 def suffix(rec: Records) -> str:
@@ -686,9 +673,9 @@ def write(vs: list[Verdict], folder: Path, name: str, profile: list[list[str]],
     return [md, path]
 
 
-def artefact(rec: Records, out: Path, optimizers: Optimizers) -> Outcome:
+def artefact(rec: Records, out: Path, optimizers: Optimizers, makers: Makers) -> Outcome:
     """The ``claims`` artefact: claims.md and claims.csv (with a suffix under --variant)."""
-    vs = verdicts(rec)
+    vs = verdicts(rec, makers)
     outcome = Outcome("claims", missing=[v.claim.key for v in vs if v.kind == NOT_RUN])
     if len(outcome.missing) == len(vs):  # as every other artefact: nothing to say, no file
         outcome.skipped = "no records of any claim's sweeps"

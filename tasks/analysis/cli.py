@@ -22,19 +22,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from tasks.analysis.artefacts import ARTEFACTS
+from tasks.analysis.registry import ARTEFACTS, USED_SWEEPS
 from tasks.analysis.selection import Records
 from tasks.analysis.tables import TABLE1_OPTIMIZERS
 from tasks.errors import UserError
 from tasks.runner import identity, records
-
-USED_SWEEPS = {"table1", "fig1", "fig2", "fig3_cwn", "fig3_deep_mlp", "fig8", "fig9"}
 
 
 def from_wandb(path: str) -> list[dict[str, Any]]:
@@ -136,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         folder = out / scale if len(scales) > 1 else out
         rec = everything.of_scale(scale)
         for name in wanted:
-            outcome = ARTEFACTS[name](rec, folder, optimizers)
+            outcome = ARTEFACTS[name].make(rec, folder, optimizers)
             if outcome.skipped:
                 print(f"skipped {name}{f' ({scale})' if len(scales) > 1 else ''}: {outcome.skipped}")
                 continue
@@ -154,6 +153,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"read {len(found)} records ({', '.join(scales)} scale)"
           + (f"; ignored {'; '.join(ignored)}" if ignored else ""))
     return 0 if written else 2
+
+
+def write_artefacts(out: Path, failed: list[str], started: float, *options: str) -> int:
+    """After the sweeps of scripts/reproduce.py: every artefact their records allow, then the exit
+    status (1 when a sweep did not finish cleanly: running the same command again resumes or
+    retries it)."""
+    print(f"\n=== artefacts from {out} ({time.time() - started:.0f}s of sweeps)", flush=True)
+    code = main([str(out), *options])
+    if failed:
+        print(f"error: the sweeps of {', '.join(failed)} did not finish cleanly; run the same "
+              "command again to resume or retry them", file=sys.stderr)
+        return 1
+    return code
 
 
 if __name__ == "__main__":

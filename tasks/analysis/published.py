@@ -21,6 +21,9 @@ def tasks(folder: Path = PUBLISHED) -> list[dict[str, str]]:
     return sorted(read_csv("tasks.csv", folder), key=lambda t: int(t["order"]))
 
 
+TABLE1_TASKS = [t["task"] for t in tasks()]
+
+
 def table1(folder: Path = PUBLISHED) -> dict[tuple[str, str], dict[str, float]]:
     """(task, optimizer) -> mean, std (population) and lr of Table 1."""
     return {(r["task"], r["optimizer"]): {"mean": float(r["mean"]), "std": float(r["std"]),

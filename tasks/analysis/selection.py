@@ -7,7 +7,8 @@ the same variant before and after the defaults changed) gives two configurations
 that asks for one of them names which it used.
 
 Within a configuration (docs/experiments.md, "Protocol"): the best lr is the one whose seed-0 run
-has the best final metric (where seed 0 is missing, the mean over the seeds there); the reported
+has the best final metric (where seed 0 is missing, the mean over the seeds there; a tie goes to
+the smaller lr), by the rule the grid sweeper uses too (tasks/runner/protocol.py); the reported
 number is the mean and population standard deviation (ddof 0, as Table 1) of the final metric
 over the seeds at that lr. Diverged and failed runs never win an lr; a cell whose runs all
 diverged or failed, or that has no runs, is shown as such.
@@ -26,9 +27,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tasks.runner import identity
+from tasks.runner import identity, validation
+from tasks.runner.protocol import best_lr, lr_scores
 
 Record = dict[str, Any]
+
+
+def defaults_for(task: str, optimizer: str, scale: str) -> dict[str, Any]:
+    """The computing defaults of a task x optimizer x scale (identity.defaults_for), composed
+    from the schemas and the configs as they are now."""
+    validation.register_schemas()
+    return identity.defaults_for(task, optimizer, scale)
 
 
 def variant(r: Mapping[str, Any]) -> dict[str, Any]:
@@ -39,7 +48,7 @@ def variant(r: Mapping[str, Any]) -> dict[str, Any]:
     if config is None:
         return {}
     try:
-        defaults = identity.defaults_for(str(r["task"]), str(r["optimizer"]), str(r["scale"]))
+        defaults = defaults_for(str(r["task"]), str(r["optimizer"]), str(r["scale"]))
     except Exception:  # an optimiser config that no longer exists: never the default variant
         return {"config": identity.cell_fingerprint(config)}
     return identity.variant_of(identity.computing(config), defaults)
@@ -88,25 +97,18 @@ def cell(task: str, optimizer: str, runs: list[Record], goal: str) -> Cell:
     by_lr: dict[float, list[Record]] = defaultdict(list)
     for r in runs:
         by_lr[float(r["lr"])].append(r)
-    scores: dict[float, float] = {}
-    for lr, rs in by_lr.items():
-        good = [r for r in rs if usable(r)]
-        seed0 = [r for r in good if int(r["seed"]) == 0]
-        pick = seed0 or good
-        if pick:
-            scores[lr] = sum(r["final"] for r in pick) / len(pick)
+    scores = lr_scores((r["lr"], r["seed"], r["final"]) for r in runs if usable(r))
     the_variant = variant(runs[0])
     if not scores:
         statuses = {r.get("status") for r in runs}
         status = "diverged" if "diverged" in statuses else "failed"
         return Cell(task, optimizer, status, n_runs=len(runs), variant=the_variant)
-    sign = 1.0 if goal == "min" else -1.0
-    best_lr = min(sorted(scores), key=lambda lr: sign * scores[lr])  # ties: the smaller lr
-    at_best = sorted(by_lr[best_lr], key=lambda r: int(r["seed"]))
+    lr = best_lr(scores, goal)
+    at_best = sorted(by_lr[lr], key=lambda r: int(r["seed"]))
     good = [r for r in at_best if usable(r)]
     m, s = mean_std([r["final"] for r in good])
     status = "ok" if len(good) == len(at_best) else "partial"
-    return Cell(task, optimizer, status, best_lr, m, s, [int(r["seed"]) for r in good],
+    return Cell(task, optimizer, status, lr, m, s, [int(r["seed"]) for r in good],
                 len(at_best), scores, at_best, the_variant)
 
 

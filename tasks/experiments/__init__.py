@@ -1,6 +1,10 @@
-"""The paper's experiments, one module each, and the registry that maps a task name to its class.
-Modules are imported on demand, so a task's heavy dependencies (gymnasium, spaCy, scipy) are only
-needed by the runs that use it."""
+"""The paper's experiments, one module each, and what derives from the table that declares every
+task (``TASKS``, tasks/experiments/configs.py): the task classes (imported on demand, so a task's
+heavy dependencies such as gymnasium, spaCy or scipy are only needed by the runs that use it), the
+schemas Hydra composes from (:func:`register_schemas`) and the tasks that read each data item.
+``conf/task/<name>.yaml`` and ``conf/task_scale/<name>_smoke.yaml`` hold the values;
+tests/test_declarations.py refuses a YAML file that disagrees with the table.
+"""
 
 from __future__ import annotations
 
@@ -8,26 +12,30 @@ import importlib
 
 from tasks.errors import UserError
 
-from .base import Task
+from .base import Task, TaskConfig
+from .configs import TASKS
 
-TASKS = {
-    "mnist_cwn": "tasks.experiments.mnist:MnistCWN",
-    "mnist_mlp": "tasks.experiments.mnist:MnistMLP",
-    "cifar10_vgg11": "tasks.experiments.cifar:Cifar10Classifier",
-    "cifar10_resnet18": "tasks.experiments.cifar:Cifar10Classifier",
-    "cifar10_cgan": "tasks.experiments.cgan:Cifar10CGAN",
-    "wikitext2_transformer": "tasks.experiments.wikitext2:Wikitext2LM",
-    "wikitext2_gpt2": "tasks.experiments.wikitext2:Wikitext2GPT2",  # beyond the paper
-    "multi30k_transformer": "tasks.experiments.multi30k:Multi30kTranslation",
-    "pong_ppo": "tasks.experiments.pong_ppo:PongPPO",
-    "imagenet_resnet50": "tasks.experiments.imagenet:ImageNetResNet50",
-}
+SCHEMAS: dict[str, type[TaskConfig]] = {name: entry.schema for name, entry in TASKS.items()}
+
+
+def register_schemas() -> None:
+    """Every task's schema in Hydra's config store, as ``schema/task/<name>`` (each
+    conf/task/<name>.yaml starts from it); called before anything composes a config."""
+    from hydra.core.config_store import ConfigStore
+
+    for name, schema in SCHEMAS.items():
+        ConfigStore.instance().store(group="schema/task", name=name, node=schema)
+
+
+def tasks_reading(item: str) -> list[str]:
+    """The tasks that may read a data item of tasks/experiments/data/prepare.py."""
+    return [name for name, entry in TASKS.items() if item in entry.schema.real_data]
 
 
 def get_task(name: str) -> type[Task]:
     if name not in TASKS:
         raise UserError(f"unknown task {name!r}: choose one of {', '.join(sorted(TASKS))}")
-    module, cls = TASKS[name].split(":")
+    module, cls = TASKS[name].target.split(":")
     try:
         return getattr(importlib.import_module(module), cls)
     except ModuleNotFoundError as err:

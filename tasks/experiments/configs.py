@@ -1,4 +1,5 @@
-"""The typed schema of every task's config (Hydra structured configs).
+"""The typed schema of every task's config (Hydra structured configs), and the table that declares
+every task once (:data:`TASKS`: its name, its class, its schema and so the data it may read).
 
 Each ``conf/task/<name>.yaml`` starts from its schema here (``defaults: [/schema/task/<name>@_here_]``),
 so Hydra converts and checks types at composition: ``task.epochs=abc`` or ``task.batch_size=2.5``
@@ -13,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Optional
 
-from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from .base import TaskConfig, positive, require
@@ -128,7 +128,7 @@ class FidConfig:
 
 @dataclass
 class CganConfig(_Synthetic, TaskConfig):
-    real_data: ClassVar[tuple[str, ...]] = ("cifar10",)
+    real_data: ClassVar[tuple[str, ...]] = ("cifar10", "inception")
     roles: ClassVar[tuple[str, ...]] = ("G", "D")
     nf: int = MISSING
     z_dim: int = MISSING
@@ -148,8 +148,9 @@ class CganConfig(_Synthetic, TaskConfig):
         at_least(self, "num_workers", 0)
 
     def needs(self) -> tuple[str, ...]:
+        # the images only for real data; the FID weights whenever they are not given elsewhere
         own_weights = self.fid.extractor == "inception" and not self.fid.inception_path
-        return super().needs() + (("inception",) if own_weights else ())
+        return (() if self.synthetic else ("cifar10",)) + (("inception",) if own_weights else ())
 
 
 @dataclass
@@ -267,9 +268,10 @@ class PongConfig(TaskConfig):
     vector_env: str = MISSING
     eval_episodes: int = MISSING
     eval_max_steps: int = MISSING
+    real_data: ClassVar[tuple[str, ...]] = ("pong",)  # the ROM, at every scale
 
     def needs(self) -> tuple[str, ...]:
-        return ("pong",)
+        return self.real_data
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -334,18 +336,30 @@ class ImageNetConfig(_Synthetic, TaskConfig):
         at_least(self, "num_workers", 0)
 
 
-SCHEMAS: dict[str, type[TaskConfig]] = {
-    "mnist_cwn": MnistCWNConfig,
-    "mnist_mlp": MnistMLPConfig,
-    "cifar10_vgg11": CifarConfig,
-    "cifar10_resnet18": CifarConfig,
-    "cifar10_cgan": CganConfig,
-    "wikitext2_transformer": Wikitext2Config,
-    "wikitext2_gpt2": Gpt2Config,
-    "multi30k_transformer": Multi30kConfig,
-    "pong_ppo": PongConfig,
-    "imagenet_resnet50": ImageNetConfig,
-}
+# -- the table of tasks --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TaskEntry:
+    """A task's declaration: its class (``"module:Class"``, imported when a run needs it) and its
+    config's schema, whose ``real_data`` names every data item it may read. Its name is the key in
+    :data:`TASKS`, ``conf/task/<name>.yaml`` and ``conf/task_scale/<name>_smoke.yaml``."""
 
-for _name, _schema in SCHEMAS.items():
-    ConfigStore.instance().store(group="schema/task", name=_name, node=_schema)
+    target: str
+    schema: type[TaskConfig]
+
+
+TASKS: dict[str, TaskEntry] = {
+    "mnist_cwn": TaskEntry("tasks.experiments.mnist:MnistCWN", MnistCWNConfig),
+    "mnist_mlp": TaskEntry("tasks.experiments.mnist:MnistMLP", MnistMLPConfig),
+    "cifar10_vgg11": TaskEntry("tasks.experiments.cifar:Cifar10Classifier", CifarConfig),
+    "cifar10_resnet18": TaskEntry("tasks.experiments.cifar:Cifar10Classifier", CifarConfig),
+    "cifar10_cgan": TaskEntry("tasks.experiments.cgan:Cifar10CGAN", CganConfig),
+    "wikitext2_transformer": TaskEntry("tasks.experiments.wikitext2:Wikitext2LM",
+                                       Wikitext2Config),
+    "wikitext2_gpt2": TaskEntry("tasks.experiments.wikitext2:Wikitext2GPT2",  # beyond the paper
+                                Gpt2Config),
+    "multi30k_transformer": TaskEntry("tasks.experiments.multi30k:Multi30kTranslation",
+                                      Multi30kConfig),
+    "pong_ppo": TaskEntry("tasks.experiments.pong_ppo:PongPPO", PongConfig),
+    "imagenet_resnet50": TaskEntry("tasks.experiments.imagenet:ImageNetResNet50",
+                                   ImageNetConfig),
+}

@@ -25,8 +25,8 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.utils.data import DataLoader
 
+from tasks import distributed
 from tasks.errors import UserError
-from tasks.runner import distributed
 
 from .base import RunContext, Stepper, Task
 from .data.batches import num_batches

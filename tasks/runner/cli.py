@@ -20,7 +20,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from tasks.errors import UserError, report
 
-from . import identity, preflight  # preflight imports validation, which registers the schemas
+from . import identity, preflight, validation
+from .launch import CONF_DIR, LAUNCH_ID, SWEEP_PID
+from .launch import stop_file as stop_of
+
+validation.register_schemas()  # conf/config.yaml and conf/task/*.yaml start from them
 
 
 def local_jobs() -> int:
@@ -119,15 +123,9 @@ def _multirun() -> bool:
         return False
 
 
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
-
-
 @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
 def _job(cfg: DictConfig) -> dict[str, Any] | None:
     """Train one cell; returns the summary the grid sweeper reads."""
-    from hydra_plugins.nero_sweeper.grid import LAUNCH_ID, SWEEP_PID
-    from hydra_plugins.nero_sweeper.grid import stop_file as stop_of
-
     from .loop import Interrupted, run
 
     multirun = _multirun()

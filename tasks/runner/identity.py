@@ -33,6 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from tasks.errors import UserError
 
+from .launch import CONF_DIR
 from .optimizers import check_lr
 
 # Top-level keys, and keys under task, that do not change what a run computes.
@@ -180,11 +181,13 @@ def _defaults(task: str, optimizer: str, scale: str,
               sources: tuple[tuple[str, str], ...]) -> dict[str, Any]:
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
     from hydra._internal.config_search_path_impl import ConfigSearchPathImpl
+    from hydra.core.config_store import ConfigStore
     from hydra.core.plugins import Plugins
     from hydra.types import RunMode
 
-    from . import validation  # noqa: F401 - registers the config schemas the defaults start from
-
+    if "run_schema.yaml" not in ConfigStore.instance().repo:  # a programming error, not the user's
+        raise RuntimeError("the config schemas are not registered: call "
+                           "tasks.runner.validation.register_schemas() before composing")
     Plugins.instance()  # registers the config sources (pkg://, file://); outside a Hydra app
     search_path = ConfigSearchPathImpl()  # nothing else has, e.g. in scripts/aggregate.py
     for provider, path in sources:
@@ -200,8 +203,6 @@ def defaults_for(task: str, optimizer: str, scale: str,
                  sources: tuple[tuple[str, str], ...] | None = None) -> dict[str, Any]:
     """Computing leaves of a task x optimizer x scale with nothing else overridden."""
     if sources is None:
-        from .cli import CONF_DIR
-
         sources = (("hydra", "pkg://hydra.conf"), ("main", f"file://{CONF_DIR}"),
                    ("schema", "structured://"))
     return _defaults(task, optimizer, scale, sources)

@@ -37,12 +37,13 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from tasks import distributed
 from tasks.errors import UserError
 from tasks.experiments import get_task
 from tasks.experiments.base import RunContext, Task
 from tasks.files import check_regular
 
-from . import checkpoints, distributed, identity, locks, records, validation
+from . import checkpoints, identity, locks, records, validation
 from .identity import choices_of
 from .optimizers import build_optimizer, describe
 from .reporting import Progress, WandbMirror

@@ -18,15 +18,17 @@ import enum
 import math
 import re
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
+from tasks import experiments
 from tasks.errors import UserError
+from tasks.experiments import SCHEMAS
 from tasks.experiments.base import TaskConfig, require
-from tasks.experiments.configs import SCHEMAS
 
 from . import identity
 from .optimizers import check_options
@@ -137,7 +139,12 @@ class RunConfig:
                     f"{name} must name a folder, got {getattr(self, name)!r}")
 
 
-ConfigStore.instance().store(name="run_schema", node=RunConfig)
+@cache
+def register_schemas() -> None:
+    """The run's schema and every task's in Hydra's config store, where conf/config.yaml and
+    conf/task/*.yaml start from them: the Hydra app (cli.py) calls it once, before composing."""
+    ConfigStore.instance().store(name="run_schema", node=RunConfig)
+    experiments.register_schemas()
 
 
 def _instantiate(schema: type, values: dict[str, Any], where: str) -> Any:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.errors import UserError
+from tasks.experiments import tasks_reading
 from tasks.files import write_atomically
 
 
@@ -73,8 +74,12 @@ def _download(url: str, target: Path) -> None:
 
 class Item:
     name: str
-    tasks: str  # which tasks need it, for messages
     size_mb: int
+
+    @property
+    def tasks(self) -> str:
+        """Which tasks may read it, for messages (each task's schema names its items)."""
+        return ", ".join(tasks_reading(next(k for k, v in ITEMS.items() if v is self)))
 
     def check(self, data_dir: Path) -> Check:
         raise NotImplementedError
@@ -96,7 +101,7 @@ class Item:
 class Mnist(Item):
     """The four original idx archives in torchvision's layout, ``<data_dir>/MNIST/raw/``."""
 
-    name, tasks, size_mb = "MNIST", "mnist_cwn, mnist_mlp", 65
+    name, size_mb = "MNIST", 65
     # torchvision's checksums of the original archives (torchvision.datasets.MNIST.resources).
     FILES = {"train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
              "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
@@ -149,7 +154,7 @@ class Mnist(Item):
 class Cifar10(Item):
     """The python pickles, ``<data_dir>/cifar-10-batches-py/``, from the official archive."""
 
-    name, tasks, size_mb = "CIFAR-10", "cifar10_vgg11, cifar10_resnet18, cifar10_cgan", 180
+    name, size_mb = "CIFAR-10", 180
     URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
     ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
     # torchvision's checksums of the extracted files (torchvision.datasets.CIFAR10).
@@ -205,7 +210,7 @@ class _TokenCache(Item):
 
 
 class Wikitext2(_TokenCache):
-    name, tasks, size_mb = "Wikitext-2", "wikitext2_transformer", 30
+    name, size_mb = "Wikitext-2", 30
     folder_name, cache_glob = "wikitext-2", "tokens.pt"
     # The corpus as the PyTorch word_language_model example ships it (E5).
     EXPECTED = {"vocabulary": 33278, "train": 2088628, "valid": 217646, "test": 245569}
@@ -226,7 +231,7 @@ class Wikitext2(_TokenCache):
 
 
 class Multi30k(_TokenCache):
-    name, tasks, size_mb = "Multi30k", "multi30k_transformer", 40
+    name, size_mb = "Multi30k", 40
     folder_name, cache_glob = "multi30k", "tokens-*.pt"
     PAIRS = {"train": 29000, "val": 1014}
 
@@ -247,7 +252,7 @@ class Multi30k(_TokenCache):
 class Inception(Item):
     """The FID feature extractor's weights (pytorch-fid's port of the TF Inception)."""
 
-    name, tasks, size_mb = "FID Inception weights", "cifar10_cgan", 92
+    name, size_mb = "FID Inception weights", 92
     FILE = "pt_inception-2015-12-05-6726825d.pth"
     URL = f"https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/{FILE}"
     SHA256_PREFIX = "6726825d"  # in the file name, as torch.hub checks it
@@ -281,7 +286,7 @@ class Inception(Item):
 class ImageNet(Item):
     """ILSVRC-2012 in class folders; never downloaded (it needs an account and 150 GB)."""
 
-    name, tasks, size_mb = "ImageNet", "imagenet_resnet50", 150_000
+    name, size_mb = "ImageNet", 150_000
     COUNTS = {"train": 1281167, "val": 50000}
     FIX = ("prepare it as README.md 'Data' describes (unpack ILSVRC2012_img_train.tar and "
            "_val.tar into <data_dir>/imagenet/{train,val}/<wnid>/)")
@@ -310,7 +315,7 @@ class ImageNet(Item):
 
 
 class PongRom(Item):
-    name, tasks, size_mb = "Atari Pong ROM", "pong_ppo", 0
+    name, size_mb = "Atari Pong ROM", 0
 
     def check(self, data_dir: Path) -> Check:
         try:

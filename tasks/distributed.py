@@ -1,4 +1,5 @@
-"""Data-parallel helpers: one process per device, launched by torchrun or SLURM (submitit).
+"""Data-parallel helpers, shared by the runner and data-parallel tasks: one process per device,
+launched by torchrun or SLURM (submitit).
 
 Without a launcher everything here is a no-op, so the same code path runs single-process.
 Nero, Madam and LAMB need no communication of their own under DistributedDataParallel: every
