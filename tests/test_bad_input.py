@@ -30,7 +30,7 @@ import pytest
 import torch
 
 from tasks.runner import checkpoints, identity
-from tests.conftest import compose
+from tests.helpers import compose
 
 SMOKE = ("task=mnist_mlp", "scale=smoke", "logger=none", "progress=false")
 HANG_S = 20  # a FIFO opened without O_NONBLOCK never returns: the case fails instead of hanging

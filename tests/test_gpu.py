@@ -28,7 +28,7 @@ from torch import nn
 
 import nero.nero as nero_module
 from nero import LAMB, Madam, Nero
-from tests.conftest import REPO, devices, first, killed_and_resumed, run_cell, strip_times
+from tests.helpers import REPO, devices, first, killed_and_resumed, run_cell, strip_times
 
 EPS32 = torch.finfo(torch.float32).eps
 TASKS = sorted(p.stem for p in (REPO / "conf" / "task").glob("*.yaml"))

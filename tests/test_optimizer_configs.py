@@ -16,7 +16,7 @@ from torch import nn
 from tasks.errors import UserError
 from tasks.runner import identity
 from tasks.runner.optimizers import accepted, build_optimizer, describe
-from tests.conftest import REPO, compose, run_cell
+from tests.helpers import REPO, compose, run_cell
 
 USER_OPTIMIZER = '''
 import torch

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from tasks.runner.records import cpu_name
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 # A line of each script's own output that holds a measured number.
 MEASURED = {

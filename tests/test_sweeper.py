@@ -8,7 +8,7 @@ import pytest
 
 from hydra_plugins.nero_sweeper.grid import GridSweeper, best_lrs
 from tasks.runner import records
-from tests.conftest import compose, train_cli
+from tests.helpers import compose, train_cli
 
 
 def test_best_lrs_per_optimiser_from_stage_one():
