@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+import torch
 
 from tests.helpers import HAS_CUDA, run_cell
 
@@ -12,6 +13,17 @@ from tests.helpers import HAS_CUDA, run_cell
 os.environ.pop("WANDB_API_KEY", None)
 os.environ["WANDB_MODE"] = "disabled"
 os.environ.setdefault("WANDB_SILENT", "true")
+
+# Under pytest-xdist (make test), the cores are shared out among the worker processes as joblib
+# does for a local sweep's cells: two workers with torch's default of a thread per core each
+# would oversubscribe the machine. Subprocesses a test starts inherit it; a test that sets its
+# own thread count still does.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    _THREADS = str(max(1, (os.cpu_count() or 1) // _WORKERS))
+    for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_name, _THREADS)
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
