@@ -27,6 +27,9 @@ if _WORKERS > 1:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The tests marked slow first (in their order), so that under pytest-xdist no worker is
+    # left with a long one while the others have run out of tests.
+    items.sort(key=lambda item: "slow" not in item.keywords)
     if HAS_CUDA:
         return
     skip = pytest.mark.skip(reason="needs a CUDA device (make gpu-check runs these on a GPU)")
