@@ -16,7 +16,7 @@ RESULTS ?= results/$(SCALE)-run
 TASKS ?= table1
 SOURCE ?= download
 ARTEFACTS ?= all
-# pytest-xdist processes of make test (auto: one per core; 1 or 0: the suite in one process).
+# pytest-xdist processes of make test (auto: one per core; 0: the suite in pytest's own process).
 TEST_JOBS ?= auto
 CORES := $(shell getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
 SLURM_CONF ?= $(or $(NERO_SLURM_DIR),/tmp/nero-slurm)/slurm.conf
