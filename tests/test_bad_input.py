@@ -30,10 +30,12 @@ import pytest
 import torch
 
 from tasks.runner import checkpoints, identity
-from tests.conftest import compose
+from tests.helpers import compose
 
 SMOKE = ("task=mnist_mlp", "scale=smoke", "logger=none", "progress=false")
-HANG_S = 20  # a FIFO opened without O_NONBLOCK never returns: the case fails instead of hanging
+# A FIFO opened without O_NONBLOCK never returns: the case fails instead of hanging. The limit
+# leaves room for a process's first case (its imports) on a loaded machine or an xdist worker.
+HANG_S = 120
 
 
 class MyOptimizer(torch.optim.SGD):
@@ -595,7 +597,8 @@ def test_a_record_nested_too_deeply_is_trained_again_in_one_line(tmp_path):
     code, text = train(*SMOKE, *SMALL.split(), f"out_dir={tmp_path / 'out'}",
                        f"data_dir={tmp_path / 'data'}", hang_s=300)
     assert code == 0 and "Traceback" not in text, text[-3000:]
-    assert "record.json is not a readable record (nested too deeply); training the cell again" in text
+    assert any("record.json" in line and "nested too deeply" in line
+               and "training the cell again" in line for line in text.splitlines()), text[-3000:]
     assert json.loads(path.read_text())["status"] == "ok"
 
 

@@ -13,7 +13,7 @@ from scipy import linalg
 from tasks.errors import UserError
 from tasks.experiments import fid
 from tasks.experiments.models.biggan import Discriminator, Generator
-from tests.conftest import count_params
+from tests.helpers import count_params
 
 
 def test_architectures_match_e4():
@@ -140,7 +140,7 @@ def test_smoke_run_reports_both_fids_and_samples(smoke):
 
 
 def test_gan_optimisers_follow_the_code():
-    from tests.conftest import compose
+    from tests.helpers import compose
 
     cfg = compose("task=cifar10_cgan", "optimizer=adam", "optimizer.lr=1e-4")
     from tasks.runner.optimizers import kwargs_for

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from nero import Nero
 from tasks.experiments.data.cifar import augment, normalise
 from tasks.experiments.models.cifar import VGG11, ResNet18
-from tests.conftest import count_params, run_cell
+from tests.helpers import count_params, run_cell
 
 
 def test_architectures_match_the_paper():

@@ -145,7 +145,7 @@ def test_tuned_nero_closing_the_gap_is_a_paired_contrast():
 
 
 def test_optimiser_state_is_counted_on_the_tasks_model():
-    from tests.conftest import compose
+    from tests.helpers import compose
 
     config = plain(compose("task=mnist_mlp", "scale=smoke"))
     v = judge("sec4.memory", [dict(rec("mnist_mlp", "nero", 0.01, 0, 0.9), config=config)])
@@ -221,7 +221,7 @@ def test_defaults_are_composed_outside_a_hydra_app():
     import subprocess
     import sys
 
-    from tests.conftest import REPO
+    from tests.helpers import REPO
 
     code = ("from tasks.analysis import selection; "
             "print(selection.defaults_for('mnist_mlp', 'nero', 'paper')['task.epochs'])")

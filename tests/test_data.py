@@ -15,7 +15,7 @@ import pytest
 
 from tasks.errors import UserError
 from tasks.experiments.data import prepare
-from tests.conftest import run_cell, train_cli
+from tests.helpers import run_cell, train_cli
 
 
 def serve(monkeypatch, payload: bytes | Callable[[str], bytes] | None) -> list[str]:
@@ -242,7 +242,7 @@ def test_prepare_data_reports_each_item_in_one_line(tmp_path):
     import subprocess
     import sys
 
-    from tests.conftest import REPO
+    from tests.helpers import REPO
 
     out = subprocess.run([sys.executable, str(REPO / "scripts" / "prepare_data.py"), "--tasks",
                           "table1", "--check", "--data-dir", str(tmp_path)], cwd=REPO,

@@ -30,7 +30,7 @@ from functools import cache
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 MARKDOWN = ["README.md", "CONTRIBUTING.md"]
 SCRIPT = re.compile(r"(?:^|[\s(])((?:\.venv/bin/)?(?:python3?\s+)?(?:torchrun\s+(?:--\S+\s+)*)?"

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from tasks.experiments.data.prepare import Mnist
-from tests.conftest import REPO, run_cell
+from tests.helpers import REPO, run_cell
 
 DATA = Path(os.environ.get("NERO_DATA", REPO / "data"))
 AUTHORS_EPOCH1 = {1.0: (0.941, 0.942, 0.942), 100.0: (0.554, 0.541, 0.550)}

@@ -28,7 +28,7 @@ from torch import nn
 
 import nero.nero as nero_module
 from nero import LAMB, Madam, Nero
-from tests.conftest import REPO, devices, first, killed_and_resumed, run_cell, strip_times
+from tests.helpers import REPO, devices, first, killed_and_resumed, run_cell, strip_times
 
 EPS32 = torch.finfo(torch.float32).eps
 TASKS = sorted(p.stem for p in (REPO / "conf" / "task").glob("*.yaml"))
@@ -105,7 +105,9 @@ def random_grads(net: nn.Module, step: int, nonfinite: bool) -> list[torch.Tenso
 
 @pytest.fixture
 def compiled_path(monkeypatch):
-    """Counts the calls of Nero's compiled graph, and sends CPU tensors through it too."""
+    """Counts the calls of Nero's compiled graph, and sends CPU tensors through it too (private
+    names: how many tensors the graph took is not visible outside, and without a GPU the switch
+    is the only way to reach it)."""
     calls = []
     real = nero_module._compiled_weights
 
@@ -154,7 +156,6 @@ def test_nero_compiled_graph_matches_plain_path_step_by_step(device, dtype, comp
         for (name, p), q in zip(net.named_parameters(), twin.parameters()):
             assert_step_close(p, q, f"step {t + 1}, {name}")
             assert_step_close(opt.state[p]["v"], twin_opt.state[q]["v"], f"step {t + 1}, v of {name}")
-    assert not opt._cache.broken
     assert len(compiled_path) >= 6  # the weights really went through the compiled graph
     assert net.conv.weight.is_contiguous(memory_format=torch.channels_last)
     assert opt.nonfinite_count == 2  # a neuron of fc.weight and an entry of fc.bias, at step 3

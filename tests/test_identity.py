@@ -11,7 +11,7 @@ import pytest
 
 from tasks.errors import UserError
 from tasks.runner import identity, records
-from tests.conftest import compose, run_cell, train_cli
+from tests.helpers import compose, run_cell, train_cli
 
 
 def ident(*overrides: str) -> identity.Identity:

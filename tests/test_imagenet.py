@@ -14,7 +14,7 @@ from torch import nn
 from tasks.errors import UserError
 from tasks.experiments.data.imagenet import SeededImageFolder, ShardedBatchSampler, write_synthetic
 from tasks.experiments.imagenet import GroupedBN, build
-from tests.conftest import REPO, compose
+from tests.helpers import REPO, compose
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from tasks.experiments.data.prepare import Mnist
-from tests.conftest import REPO, run_cell
+from tests.helpers import REPO, run_cell
 
 DATA = Path(os.environ.get("NERO_DATA", REPO / "data"))
 

@@ -10,7 +10,7 @@ import torch
 from tasks.experiments.data.atari import finished_returns, make_env, make_vector_env, record_and_clip
 from tasks.experiments.models.ppo_cnn import ActorCritic
 from tasks.experiments.pong_ppo import gae, ppo_loss, push_frame
-from tests.conftest import killed_and_resumed, strip_times
+from tests.helpers import killed_and_resumed, strip_times
 
 
 def test_network_matches_e7():

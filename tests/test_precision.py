@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tasks.experiments.mnist import MnistMLP
-from tests.conftest import compose
+from tests.helpers import compose
 
 # What each precision must leave in force while the task trains (a CPU run: deterministic).
 EXPECTED = {

@@ -16,7 +16,7 @@ import torch
 from tasks import files
 from tasks.errors import UserError
 from tasks.runner import records
-from tests.conftest import (
+from tests.helpers import (
     REPO,
     compose,
     first,

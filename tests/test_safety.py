@@ -19,7 +19,7 @@ import torch
 from tasks import files
 from tasks.errors import UserError
 from tasks.runner import checkpoints, identity, locks, records, validation
-from tests.conftest import REPO, compose, first, run_cell, train_cli
+from tests.helpers import REPO, compose, first, run_cell, train_cli
 
 SMOKE = ("task=mnist_mlp", "scale=smoke", "logger=none")
 

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from tasks.runner.schedules import lr_factor
-from tests.conftest import compose
+from tests.helpers import compose
 
 
 def cfg_schedule(task: str) -> dict:

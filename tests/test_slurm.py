@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tasks.runner import records
-from tests.conftest import REPO, first, strip_times, train_cli
+from tests.helpers import REPO, first, strip_times, train_cli
 
 
 def cluster_up() -> bool:

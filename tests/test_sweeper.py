@@ -9,7 +9,7 @@ import pytest
 from hydra_plugins.nero_sweeper.grid import GridSweeper, best_lrs
 from tasks.analysis.selection import cell
 from tasks.runner import records
-from tests.conftest import compose, train_cli
+from tests.helpers import compose, train_cli
 
 
 def test_best_lrs_per_optimiser_from_stage_one():
@@ -57,6 +57,8 @@ def test_lr_grid_then_seeds_end_to_end(tmp_path):
 def test_cells_combine_with_the_grid_and_the_command_line_wins():
     sweeper = compose("+experiment=fig9_imagenet").hydra.sweeper
     grid = GridSweeper(sweeper.grid, sweeper.cells, sweeper.seeds, "optimizer.lr", "seed")
+    # Private: the sweeper's public sweep() launches the jobs; the list of cells before any
+    # launch (here 15 ImageNet runs) is reachable only through _expand.
     jobs = grid._expand([])
     assert len(jobs) == 15
     assert ["optimizer=nero", "optimizer.lr=0.1", "seed=1"] in jobs

@@ -13,7 +13,7 @@ from tasks.experiments.data import multi30k as m30k
 from tasks.experiments.data.wikitext2 import batchify, get_batch, load_wikitext2, tokenise
 from tasks.experiments.models.transformer_lm import TransformerLM
 from tasks.experiments.models.transformer_mt import Seq2SeqTransformer, smoothed_nll_sum
-from tests.conftest import count_params
+from tests.helpers import count_params
 
 
 def test_lm_architecture_matches_e5():

@@ -9,7 +9,7 @@ import os
 import pytest
 from PIL import Image
 
-from tests.conftest import first, train_cli
+from tests.helpers import first, train_cli
 
 
 @pytest.mark.slow
