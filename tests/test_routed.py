@@ -1,10 +1,12 @@
 """Optimisers that split the parameters (tasks/runner/routed.py), the successors' configs from
-their packages (Muon, NorMuon, SOAP, PSGD, Shampoo), and pytorch_optimizer's Nero beside ours."""
+their packages (Muon, NorMuon, SOAP, Shampoo), and pytorch_optimizer's Nero beside ours."""
 
 from __future__ import annotations
 
 import copy
 import inspect
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ from tasks.errors import UserError
 from tasks.runner import identity
 from tasks.runner.optimizers import build_optimizer, check_options
 from tasks.runner.routed import Routed
-from tests.conftest import compose, killed_and_resumed, run_cell, strip_times
+from tests.conftest import REPO, compose, killed_and_resumed, run_cell, strip_times
 from tests.test_bad_input import assert_nothing_written, assert_one_line, snapshot, train
 from tests.test_optimizers import Mixed, loss_of, twin_models
 
@@ -76,8 +78,9 @@ def test_a_routed_optimizer_is_one_torch_optimizer_for_schedulers_and_state():
     model = Mixed()
     cfg = compose("optimizer=muon").optimizer
     opt = build_optimizer(model.parameters(), cfg, "model", model)
-    assert opt.tensors["hidden"] == ["fc1.weight", "fc2.weight"]  # emb, conv, head, 1-D: AdamW
-    assert [g["lr"] for g in opt.param_groups] == [0.02, pytest.approx(0.02 * 0.015)]
+    assert opt.tensors["hidden"] == ["fc1.weight", "fc2.weight"]  # emb, head, 1-D: AdamW
+    assert opt.tensors["conv"] == ["conv.weight"]
+    assert [g["lr"] for g in opt.param_groups] == [0.02, 0.02, pytest.approx(0.02 * 0.015)]
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 ** step)
     for t in range(2):
         opt.zero_grad()
@@ -145,8 +148,8 @@ def test_the_routed_config_is_part_of_the_identity():
 # -- bad input: one line, exit 2, nothing written ---------------------------------------------------
 SMOKE = ("task=mnist_mlp", "scale=smoke", "logger=none", "progress=false", "optimizer=muon")
 BAD = [
-    ("rule-matches-nothing", "+optimizer.routes.hidden.params.name=nosuch.*",
-     "optimizer.routes.hidden gets no tensor of model (its rule {'ndim': 2"),
+    ("rule-matches-nothing", "+optimizer.routes.extra={_target_:torch.optim.SGD,params:{name:[nosuch]}}",
+     "optimizer.routes.extra gets no tensor of model (its rule {'name': ['nosuch']})"),
     ("route-refuses-its-tensors", "optimizer.routes.hidden.params.ndim=3",
      "optimizer Muon: Muon only supports 2D parameters"),
     ("a-tensor-no-route-takes", "+optimizer.routes.rest.params.ndim=1",
@@ -188,7 +191,6 @@ def test_a_bad_routed_config_is_one_line(tmp_path, args, expected):
     ("muon", ["torch.optim.Muon", "torch.optim.adamw.AdamW"]),
     ("normuon", ["pytorch_optimizer.optimizer.muon.normuon.NorMuon", "torch.optim.adamw.AdamW"]),
     ("soap", ["pytorch_optimizer.optimizer.soap.SOAP"]),
-    ("psgd_kron", ["pytorch_optimizer.optimizer.psgd.Kron"]),
     ("shampoo", ["pytorch_optimizer.optimizer.shampoo.ScalableShampoo"])])
 def test_the_successors_train_from_their_packages(tmp_path, name, classes):
     record = run_cell(tmp_path, "task=mnist_mlp", "scale=smoke", f"optimizer={name}",
@@ -203,7 +205,7 @@ def test_the_successors_train_from_their_packages(tmp_path, name, classes):
 
 
 def test_every_successor_config_passes_the_option_checks():
-    for name in ("muon", "normuon", "soap", "psgd_kron", "shampoo"):
+    for name in ("muon", "normuon", "soap", "shampoo"):
         check_options(compose(f"optimizer={name}").optimizer)
 
 
@@ -262,3 +264,27 @@ def test_build_optimizer_without_a_module_routes_by_shape_only():
     with pytest.raises(UserError, match="only one route may take"):
         build_optimizer([w, b], {**cfg, "routes": {"a": {"_target_": "torch.optim.SGD"},
                                                    "b": {"_target_": "torch.optim.SGD"}}})
+
+
+@pytest.mark.slow
+def test_benchmark_optimizer_runs_muon_beside_nero(tmp_path):
+    out = tmp_path / "results"
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "benchmark_optimizer.py"), "--optimizer", "muon",
+         "--out", str(out), "--scale", "smoke", "--tasks", "wikitext2_transformer", "--",
+         "optimizer.lr=0.01"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-2000:]
+    from tasks.runner import records
+
+    found = list(records.find(out))
+    assert sorted((r["optimizer"], r["seed"]) for r in found) == [
+        (o, s) for o in ("muon", "nero") for s in (0, 1, 2)]  # the grid, then seeds 1-2
+    muon = next(r for r in found if r["optimizer"] == "muon")
+    assert muon["status"] == "ok"
+    routes = muon["optimizer_class"]["routes"]
+    assert routes["hidden"]["class"] == "torch.optim.Muon"
+    assert "layers.0.linear1.weight" in routes["hidden"]["tensors"]["model"]
+    assert {"encoder.weight", "decoder.weight"} <= set(routes["rest"]["tensors"]["model"])
+    table = (out / "artefacts" / "table1" / "table1.md").read_text()
+    header = next(line for line in table.splitlines() if line.startswith("| Task"))
+    assert "muon†" in header and "Nero" in header
