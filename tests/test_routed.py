@@ -104,11 +104,17 @@ def test_a_routed_optimizer_resumes_bit_exactly_from_its_state_dict():
         opt_a.zero_grad()
         loss_of(a, t).backward()
         opt_a.step()
+    for group in opt_a.param_groups:
+        group["initial"] = group["lr"]
     b = copy.deepcopy(a)
     opt_b = build_optimizer(b.parameters(), cfg, "model", b)
     opt_b.load_state_dict(copy.deepcopy(opt_a.state_dict()))
+    assert all(g in opt_b.parts["hidden"].param_groups + opt_b.parts["rest"].param_groups
+               for g in opt_b.param_groups)
     for t in range(3, 8):
         for model, opt in ((a, opt_a), (b, opt_b)):
+            for group in opt.param_groups:  # a schedule, through the composite's groups
+                group["lr"] = group["initial"] * 0.5 ** t
             opt.zero_grad()
             loss_of(model, t).backward()
             opt.step()

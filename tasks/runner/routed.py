@@ -95,6 +95,9 @@ class Routed(torch.optim.Optimizer):
                              f"{sorted(self.parts)}")
         for name, opt in self.parts.items():
             opt.load_state_dict(saved[name])
+        # torch's load_state_dict gives each part new group dicts: ours must be those, or an lr
+        # set through them (the runner's schedule, an LRScheduler) would no longer reach a part.
+        self.param_groups[:] = [g for opt in self.parts.values() for g in opt.param_groups]
 
     # Schedule-free parts evaluate at other weights than they train at (tasks/runner/loop.py
     # switches any optimiser with train() and eval()).
