@@ -134,7 +134,9 @@ def test_a_killed_muon_run_resumes_to_the_same_record_which_names_every_class(tm
     described = a["optimizer_class"]
     assert described["class"] == "tasks.runner.routed.Routed"
     assert {n: r["class"] for n, r in described["routes"].items()} == {
-        "hidden": "torch.optim.Muon", "rest": "torch.optim.adamw.AdamW"}
+        "hidden": "torch.optim.Muon", "conv": "pytorch_optimizer.optimizer.muon.muon.Muon",
+        "rest": "torch.optim.adamw.AdamW"}
+    assert described["routes"]["conv"]["tensors"] == {"model": []}  # an MLP has no kernels
     assert described["routes"]["hidden"]["tensors"]["model"] == [
         f"layers.{i}.weight" for i in range(4)]
     assert described["routes"]["rest"]["tensors"]["model"] == [
