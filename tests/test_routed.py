@@ -196,7 +196,8 @@ def test_a_bad_routed_config_is_one_line(tmp_path, args, expected):
 
 # -- the successors, from their packages ------------------------------------------------------------
 @pytest.mark.parametrize("name,classes", [
-    ("muon", ["torch.optim.Muon", "torch.optim.adamw.AdamW"]),
+    ("muon", ["torch.optim.Muon", "pytorch_optimizer.optimizer.muon.muon.Muon",
+              "torch.optim.adamw.AdamW"]),
     ("normuon", ["pytorch_optimizer.optimizer.muon.normuon.NorMuon", "torch.optim.adamw.AdamW"]),
     ("soap", ["pytorch_optimizer.optimizer.soap.SOAP"]),
     ("shampoo", ["pytorch_optimizer.optimizer.shampoo.ScalableShampoo"])])
