@@ -150,7 +150,7 @@ def _train_cell(cfg: DictConfig, ident: identity.Identity, out: Path, main: bool
         mirror = WandbMirror(config["logger"], ident, config, out, progress.line, run_id=wandb_id)
         checkpointer.wandb_id = mirror.run_id  # a resumed process continues this W&B run
         task.ctx.log_image = mirror.log_image  # e.g. the cGAN's sample grids
-    record = _record_head(cfg, ident, config, task, device, world)
+    record = _record_head(cfg, ident, config, task, device, world, optimizers)
 
     # -- 4: training, and 5: the record ------------------------------------------------------------
     try:
@@ -206,8 +206,8 @@ def _build(cfg: DictConfig, ident: identity.Identity, out: Path,
     task: Task = get_task(ident.task)(cfg.task, RunContext(
         device=device, data_dir=Path(str(cfg.data_dir)), run_dir=out, seed=ident.seed,
         download=bool(cfg.download)))
-    optimizers = {role: build_optimizer(task.param_groups(role), cfg.optimizer, role)
-                  for role in task.modules()}
+    optimizers = {role: build_optimizer(task.param_groups(role), cfg.optimizer, role, module)
+                  for role, module in task.modules().items()}
     for opt in optimizers.values():
         for group in opt.param_groups:
             group["base_lr"] = group["lr"]
@@ -248,7 +248,8 @@ def _resume(path: Path, ident: identity.Identity, task: Task,
 
 
 def _record_head(cfg: DictConfig, ident: identity.Identity, config: dict[str, Any], task: Task,
-                 device: torch.device, world: int) -> dict[str, Any]:
+                 device: torch.device, world: int,
+                 optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, Any]:
     """What a record says before training: the run's identity, configuration and provenance."""
     return {
         "schema": records.SCHEMA,
@@ -257,7 +258,7 @@ def _record_head(cfg: DictConfig, ident: identity.Identity, config: dict[str, An
         "variant_name": ident.variant_name,
         "fingerprint": ident.fingerprint,
         "optimizer_family": choices_of(cfg).get("optimizer_family", "none"),
-        "optimizer_class": describe(config["optimizer"]),
+        "optimizer_class": describe(config["optimizer"], optimizers),
         "metric": task.metric,
         "goal": task.goal,
         "device": str(device) if world == 1 else f"{world} x {device.type} (DDP)",

@@ -27,10 +27,16 @@ import torch
 
 from tasks.errors import UserError
 
+from .routed import Routed, check_rule, route, tensors_of
+
 # Keys of an optimizer config that the runner uses itself (not passed to the constructor):
 # the class, the base lr (schedules scale it), global-norm clipping (wins over the task's when
 # set; 0 turns clipping off) and per-role overrides, e.g. {D: {betas: [0.9, 0.999]}} for the GAN.
 RUNNER_KEYS = {"_target_", "lr", "grad_clip", "modules"}
+# Keys of a route of a Routed optimiser that are not its class's own: its rule, its lr as a
+# multiple of the config's (an lr sweep moves every route together), keys added to each of its
+# param groups (e.g. NorMuon's use_muon), and whether it may get no tensor of a model.
+ROUTE_KEYS = {"_target_", "params", "lr_scale", "group_options", "optional"}
 
 
 def optimizer_class(cfg: Mapping[str, Any]) -> type[torch.optim.Optimizer]:
@@ -54,14 +60,27 @@ def _import(target: str) -> type[torch.optim.Optimizer]:
     return cls
 
 
-def accepted(cls: type[torch.optim.Optimizer]) -> set[str] | None:
-    """The keyword arguments the class's constructor takes besides params and lr; None when it
-    takes any (``**kwargs``)."""
-    params = list(inspect.signature(cls.__init__).parameters.values())[1:]  # without self
-    if any(p.kind is p.VAR_KEYWORD for p in params):
-        return None
-    return {p.name for p in params
-            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {"params", "lr"}
+def accepted(cls: type[torch.optim.Optimizer]) -> set[str]:
+    """The keyword arguments the class's constructor takes besides params and lr. A constructor
+    with ``**kwargs`` adds those of the class above it that it hands them to (a package's base
+    class may swallow them: pytorch_optimizer's do, so a misspelt option would silently do
+    nothing)."""
+    return set(_named_options(cls)) - {"params", "lr", "defaults"}
+
+
+def _named_options(cls: type) -> dict[str, tuple[type, inspect.Parameter]]:
+    """Each named constructor argument, with the class whose ``__init__`` declares it."""
+    out: dict[str, tuple[type, inspect.Parameter]] = {}
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass) or klass is object:
+            continue
+        params = list(inspect.signature(klass.__init__).parameters.values())[1:]  # without self
+        for p in params:
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+                out.setdefault(p.name, (klass, p))
+        if not any(p.kind is p.VAR_KEYWORD for p in params) or klass is torch.optim.Optimizer:
+            break
+    return out
 
 
 def kwargs_for(cfg: Mapping[str, Any], role: str) -> dict[str, Any]:
@@ -74,17 +93,24 @@ def kwargs_for(cfg: Mapping[str, Any], role: str) -> dict[str, Any]:
                         f"[0.0, 0.9]}}}}, got {modules!r}")
     merged = {k: v for k, v in cfg.items() if k not in RUNNER_KEYS}
     merged.update(modules.get(role, {}) or {})
+    own = (modules.get(role) or {})
+    return _checked(cls, merged, lambda key: f"optimizer.modules.{role}.{key}" if key in own
+                    else f"optimizer.{key}", "the runner's grad_clip and modules")
+
+
+def _checked(cls: type[torch.optim.Optimizer], options: Mapping[str, Any], where: Any,
+             others: str) -> dict[str, Any]:
+    """``options`` as constructor arguments of ``cls``: every key one the class takes, every
+    value of the type its signature gives (``where(key)`` names the key in messages)."""
     allowed = accepted(cls)
-    unknown = sorted(set(merged) - allowed) if allowed is not None else []
+    unknown = sorted(set(options) - allowed)
     if unknown:
         raise UserError(
             f"optimizer {cls.__name__} has no option {', '.join(unknown)}; it accepts "
-            f"{', '.join(sorted(allowed | {'lr'}))} (and the runner's grad_clip and modules)")
-    own = (modules.get(role) or {})
-    for key, value in merged.items():
-        where = f"optimizer.modules.{role}.{key}" if key in own else f"optimizer.{key}"
-        check_type(cls, key, value, where)
-    return {k: (tuple(v) if isinstance(v, list) else v) for k, v in merged.items() if v is not None}
+            f"{', '.join(sorted(allowed | {'lr'}))} (and {others})")
+    for key, value in options.items():
+        check_type(cls, key, value, where(key))
+    return {k: (tuple(v) if _is_list(v) else v) for k, v in options.items() if v is not None}
 
 
 # -- option types, from the class's signature --------------------------------------------------
@@ -99,19 +125,20 @@ def option_types(cls: type[torch.optim.Optimizer]) -> dict[str, Any]:
 
 @cache
 def _option_types(cls: type) -> dict[str, Any]:
-    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
-    try:
-        hints = typing.get_type_hints(cls.__init__)
-    except Exception:
-        hints = {}
+    hints: dict[type, dict[str, Any]] = {}
     out: dict[str, Any] = {}
-    for p in params:
-        if p.name in hints:
-            out[p.name] = hints[p.name]
+    for name, (klass, p) in _named_options(cls).items():
+        if klass not in hints:
+            try:
+                hints[klass] = typing.get_type_hints(klass.__init__)
+            except Exception:
+                hints[klass] = {}
+        if name in hints[klass]:
+            out[name] = hints[klass][name]
         elif p.default is not inspect.Parameter.empty and p.default is not None:
-            out[p.name] = _type_of(p.default)
+            out[name] = _type_of(p.default)
         else:
-            out[p.name] = _UNKNOWN
+            out[name] = _UNKNOWN
     return out
 
 
@@ -223,15 +250,31 @@ def check_options(cfg: Mapping[str, Any]) -> None:
     if not isinstance(modules, Mapping):
         raise UserError(f"optimizer.modules must map roles to options, e.g. {{D: {{betas: "
                         f"[0.0, 0.9]}}}}, got {modules!r}")
+    if optimizer_class(cfg) is Routed:
+        for name, spec in routes_of(cfg).items():
+            rule = spec.get("params")
+            ndim = (rule.get("ndim") if isinstance(rule, Mapping) else None)
+            ndim = ndim[0] if isinstance(ndim, Sequence) and ndim else ndim
+            shape = (2, 3, 1, 1)[:ndim] if isinstance(ndim, int) and ndim <= 4 else (2, 3)
+            _build_route(name, spec, [{"params": [torch.zeros(shape, requires_grad=True)]}],
+                         float(cfg["lr"]))
+        return
     for role in ["model", *modules.keys()]:
         build_optimizer([torch.zeros(2, 3, requires_grad=True)], cfg, role)
 
 
-def build_optimizer(params: Iterable[Any], cfg: Mapping[str, Any],
-                    role: str = "model") -> torch.optim.Optimizer:
+def build_optimizer(params: Iterable[Any], cfg: Mapping[str, Any], role: str = "model",
+                    module: torch.nn.Module | None = None) -> torch.optim.Optimizer:
+    """The optimiser of ``role`` over ``params``; ``module`` (the role's module) names the
+    tensors for a routed optimiser's rules and record."""
     lr = check_lr(cfg["lr"])
-    kwargs = kwargs_for(cfg, role)
-    cls = optimizer_class(cfg)
+    if optimizer_class(cfg) is Routed:
+        return _build_routed(params, cfg, role, module, lr)
+    return _construct(optimizer_class(cfg), params, lr, kwargs_for(cfg, role))
+
+
+def _construct(cls: type[torch.optim.Optimizer], params: Iterable[Any], lr: float,
+               kwargs: Mapping[str, Any]) -> torch.optim.Optimizer:
     try:
         return cls(params, lr=lr, **kwargs)
     except (TypeError, ValueError) as err:  # the class's own checks, e.g. beta outside [0, 1)
@@ -239,9 +282,101 @@ def build_optimizer(params: Iterable[Any], cfg: Mapping[str, Any],
                         f"{', '.join(f'{k}={v!r}' for k, v in kwargs.items())})") from None
 
 
-def describe(cfg: Mapping[str, Any]) -> dict[str, str | None]:
-    """The optimiser's class, and the package (with its version) it came from, for the record."""
-    cls = optimizer_class(cfg)
+# -- routed optimisers -------------------------------------------------------------------------
+def routes_of(cfg: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """A Routed config's routes, their shape checked (each route's options are checked when it
+    is built)."""
+    routes = cfg.get("routes")
+    if not isinstance(routes, Mapping) or not routes or not all(
+            isinstance(v, Mapping) for v in routes.values()):
+        raise UserError("optimizer.routes must map route names to optimiser configs, e.g. "
+                        "{hidden: {_target_: torch.optim.Muon, params: {ndim: 2}}, rest: "
+                        f"{{_target_: torch.optim.AdamW}}}}, got {routes!r}")
+    extra = sorted(set(cfg) - RUNNER_KEYS - {"routes"})
+    if extra:
+        raise UserError(f"optimizer {', '.join(extra)}: a routed optimiser's options belong to "
+                        f"its routes (optimizer.routes.<name>.{extra[0]})")
+    if cfg.get("modules"):
+        raise UserError("optimizer.modules: a routed optimiser chooses per role with a route "
+                        "rule (params: {role: [D]}), not per-role overrides")
+    return {str(k): v for k, v in routes.items()}
+
+
+def _build_route(name: str, spec: Mapping[str, Any], groups: list[Any],
+                 lr: float) -> torch.optim.Optimizer:
+    where = f"optimizer.routes.{name}"
+    if not spec.get("_target_"):
+        raise UserError(f"{where} names no class: set {where}._target_ (e.g. torch.optim.AdamW)")
+    cls = optimizer_class(spec)
+    if cls is Routed:
+        raise UserError(f"{where}._target_ is Routed itself; a route is one optimiser")
+    if spec.get("params") is not None:
+        check_rule(spec["params"], f"{where}.params")
+    scale = spec.get("lr_scale", 1.0)
+    if isinstance(scale, bool) or not isinstance(scale, int | float) or not (
+            math.isfinite(scale) and scale > 0):
+        raise UserError(f"{where}.lr_scale must be a finite number > 0, got {scale!r}")
+    extra = spec.get("group_options") or {}
+    if not isinstance(extra, Mapping) or "params" in extra:
+        raise UserError(f"{where}.group_options must map param-group keys to values (not "
+                        f"params), e.g. {{use_muon: true}}, got {extra!r}")
+    kwargs = _checked(cls, {k: v for k, v in spec.items() if k not in ROUTE_KEYS},
+                      lambda key: f"{where}.{key}", "the route's params, lr_scale, "
+                      "group_options and optional")
+    groups = [{**g, **extra} for g in groups]
+    return _construct(cls, groups, lr * float(scale), kwargs)
+
+
+def _build_routed(params: Iterable[Any], cfg: Mapping[str, Any], role: str,
+                  module: torch.nn.Module | None, lr: float) -> Routed:
+    routes = routes_of(cfg)
+    for name, spec in routes.items():
+        if spec.get("params") is not None:
+            check_rule(spec["params"], f"optimizer.routes.{name}.params")
+    items: list[dict[str, Any]] = []  # param-group dicts as given; plain tensors in one group
+    loose: list[Any] = []
+    for g in params:
+        if isinstance(g, Mapping):
+            items.append({**g, "params": list(g["params"])})
+        else:
+            loose.append(g)
+    if loose:
+        items.insert(0, {"params": loose})
+    optional = set()
+    for name, spec in routes.items():
+        flag = spec.get("optional", False)
+        if not isinstance(flag, bool):
+            raise UserError(f"optimizer.routes.{name}.optional must be true or false, got {flag!r}")
+        if flag:
+            optional.add(name)
+    split = route(tensors_of(items, module, role), {n: s.get("params") for n, s in routes.items()},
+                  optional=optional)
+    parts = {}
+    for name, spec in routes.items():
+        if not split[name]:
+            continue  # an optional route this role has no tensor for
+        chosen = {id(t.param) for t in split[name]}
+        groups = [{**g, "params": [p for p in g["params"] if id(p) in chosen]} for g in items]
+        parts[name] = _build_route(name, spec, [g for g in groups if g["params"]], lr)
+    return Routed(parts, {name: [t.name for t in got] for name, got in split.items()})
+
+
+def describe(cfg: Mapping[str, Any], optimizers: Mapping[str, torch.optim.Optimizer] | None = None
+             ) -> dict[str, Any]:
+    """The optimiser's class, and the package (with its version) it came from, for the record;
+    for a routed one also each route's, with the tensors it got per role (from ``optimizers``,
+    the built optimiser of each role)."""
+    out: dict[str, Any] = _provenance(optimizer_class(cfg))
+    if optimizer_class(cfg) is Routed:
+        out["routes"] = {
+            name: {**_provenance(optimizer_class(spec)),
+                   "tensors": {role: opt.tensors.get(name, []) for role, opt in
+                               (optimizers or {}).items() if isinstance(opt, Routed)}}
+            for name, spec in routes_of(cfg).items()}
+    return out
+
+
+def _provenance(cls: type) -> dict[str, str | None]:
     top = cls.__module__.split(".")[0]
     dists = importlib.metadata.packages_distributions().get(top, [])
     package = dists[0] if dists else top
