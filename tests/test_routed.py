@@ -18,7 +18,7 @@ from tasks.errors import UserError
 from tasks.runner import identity
 from tasks.runner.optimizers import build_optimizer, check_options
 from tasks.runner.routed import Routed
-from tests.conftest import REPO, compose, killed_and_resumed, run_cell, strip_times
+from tests.helpers import REPO, compose, killed_and_resumed, run_cell, strip_times
 from tests.test_bad_input import assert_nothing_written, assert_one_line, snapshot, train
 from tests.test_optimizers import Mixed, loss_of, twin_models
 
