@@ -4,8 +4,9 @@ A task owns its data, model(s), loss and evaluation. The runner owns everything 
 seeding, optimisers, learning-rate schedules, clipping, the epoch loop, divergence checks,
 progress, logging, checkpoints and the result record. The contract has two halves:
 
-1. **Config** (``conf/task/<name>.yaml``, typed by the task's ``Config`` dataclass). The runner
-   reads the keys of :class:`TaskConfig` and nothing else: ``epochs``, ``schedule`` (a pure
+1. **Config** (``conf/task/<name>.yaml``, typed by the task's ``Config`` dataclass, an instance
+   of which, checked, is what the task's constructor gets). The runner reads the keys of
+   :class:`TaskConfig` and nothing else: ``epochs``, ``schedule`` (a pure
    function of the position in training, tasks/runner/schedules.py), ``grad_clip`` (global-norm
    clipping; an optimiser config's own ``grad_clip`` wins when it is set), ``eval_every`` /
    ``eval_at_end`` (when :meth:`Task.evaluate` runs) and ``checkpoint_every_epochs`` (when a
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, Optional, Protocol
 
 import torch
-from omegaconf import MISSING, DictConfig
+from omegaconf import MISSING
 from torch import nn
 
 
@@ -127,13 +128,16 @@ class Stepper(Protocol):
 class Task:
     """Base class of every experiment. Subclasses set the class attributes and override methods."""
 
-    Config: ClassVar[type[TaskConfig]] = TaskConfig  # the schema of the task's config
+    # The schema of the task's config: its constructor gets an instance, checked by the runner's
+    # validation (tasks/runner/validation.py); subclasses narrow ``cfg`` to it.
+    Config: ClassVar[type[TaskConfig]] = TaskConfig
+    cfg: TaskConfig
     metric: ClassVar[str]  # the headline metric, a key of evaluate()'s dict
     goal: ClassVar[Literal["min", "max"]]
     # Training metrics kept per step in the record (e.g. per-minibatch accuracy for Fig. 3).
     step_series: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, cfg: DictConfig, ctx: RunContext) -> None:
+    def __init__(self, cfg: TaskConfig, ctx: RunContext) -> None:
         self.cfg = cfg
         self.ctx = ctx
 
@@ -149,7 +153,7 @@ class Task:
     # -- how training goes ----------------------------------------------------------------------
     @property
     def epochs(self) -> int:
-        return int(self.cfg.epochs)
+        return self.cfg.epochs
 
     def steps_per_epoch(self) -> int:
         """Number of items ``batches`` yields per epoch (minibatches, or PPO updates)."""
@@ -172,8 +176,8 @@ class Task:
         raise NotImplementedError
 
     def should_evaluate(self, epoch: int) -> bool:
-        last = epoch == self.epochs and bool(self.cfg.eval_at_end)
-        return epoch % int(self.cfg.eval_every) == 0 or last
+        last = epoch == self.epochs and self.cfg.eval_at_end
+        return epoch % self.cfg.eval_every == 0 or last
 
     def finish(self) -> dict[str, float]:
         """Metrics computed once at the end of training (e.g. test perplexity of the best model)."""

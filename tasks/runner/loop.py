@@ -1,9 +1,10 @@
 """The one training loop every experiment runs through.
 
-``run(cfg)`` trains one cell (task x optimiser x lr x seed x variant x scale) and returns its
+``run(spec)`` trains one cell (task x optimiser x lr x seed x variant x scale) and returns its
 record, in five steps that read top to bottom below:
 
-1. the config is validated and the run's identity computed (validation.py, identity.py);
+1. the config is validated into a :class:`~tasks.runner.validation.RunSpec` (typed, checked
+   values and the run's identity: validation.py, identity.py), the only thing read below;
 2. the run's folder is locked (one writer per cell); a record of this very configuration that
    says ok is returned as it is, and a record of another configuration is refused;
 3. the task, its optimisers and the :class:`~tasks.runner.training.TrainSpec` are built, and a
@@ -43,10 +44,10 @@ from tasks.experiments.base import RunContext, Task
 from tasks.files import check_regular
 
 from . import checkpoints, distributed, identity, locks, records, validation
-from .identity import choices_of
 from .optimizers import build_optimizer, describe
 from .reporting import Progress, WandbMirror
 from .training import TrainSpec, TrainState
+from .validation import RunSpec
 
 REPO = Path(__file__).resolve().parents[2]
 CHECKPOINT = "checkpoint.pt"
@@ -61,33 +62,35 @@ class Diverged(Exception):
 
 
 # -- 1-2: identity, lock, and a record that may already exist -----------------------------------
-def run(cfg: DictConfig, stop_file: Path | None = None) -> dict[str, Any]:
+def run(spec: RunSpec | DictConfig, stop_file: Path | None = None) -> dict[str, Any]:
     """Train one cell and return its record (also written to disk); see the module docstring.
 
+    ``spec``: the validated run, or a composed config, which is validated first.
     ``stop_file``: a file whose appearance stops the run like a signal (its sweep is stopping).
     """
-    ident = validation.validate(cfg)
-    out = ident.directory(cfg.out_dir)
-    rank, world, local_rank = distributed.init(str(cfg.device))
+    if not isinstance(spec, RunSpec):
+        spec = validation.validate(spec)
+    out = spec.identity.directory(spec.run.out_dir)
+    rank, world, local_rank = distributed.init(spec.run.device)
     main = rank == 0  # only rank 0 writes records, checkpoints, logs and W&B
     if main:
         check_run_folder(out)
         check_writable(out)
     # In a sweep, a cell that another launch of it is training is waited for, then its record
     # is used: two launches of one sweep neither train a cell twice nor blame each other.
-    wait = bool(cfg.wait) or stop_file is not None
+    wait = spec.run.wait or stop_file is not None
     lock = locks.cell_lock(out, wait=wait, stopped=lambda: bool(stop_file and stop_file.exists()))
     try:
         with lock if main else contextlib.nullcontext():
-            reused = reusable_record(out, ident, cfg)
+            reused = reusable_record(out, spec)
             if reused is not None:
                 return reused
-            return _train_cell(cfg, ident, out, main, world, local_rank, stop_file)
+            return _train_cell(spec, out, main, world, local_rank, stop_file)
     except locks.Stopped as why:
         raise Interrupted(f"the sweep is stopping ({why})") from None
 
 
-def reusable_record(out: Path, ident: identity.Identity, cfg: DictConfig) -> dict[str, Any] | None:
+def reusable_record(out: Path, spec: RunSpec) -> dict[str, Any] | None:
     """The cell's record if it may stand for this run: same configuration and status ok."""
     path = out / records.RECORD
     if path.is_dir():
@@ -97,17 +100,17 @@ def reusable_record(out: Path, ident: identity.Identity, cfg: DictConfig) -> dic
     except records.Unreadable as err:
         print(f"{err}; training the cell again", file=sys.stderr, flush=True)
         return None
-    if existing is None or cfg.force:
+    if existing is None or spec.run.force:
         return None
     theirs = existing.get("config")
     try:
-        same = isinstance(theirs, dict) and identity.fingerprint(theirs) == ident.fingerprint
+        same = isinstance(theirs, dict) and identity.fingerprint(theirs) == spec.identity.fingerprint
     except RecursionError:
         theirs, same = None, False
     if not isinstance(theirs, dict):
         theirs = None
     if not same:
-        diff = (identity.differences(theirs, identity.plain(cfg)) if theirs
+        diff = (identity.differences(theirs, spec.config) if theirs
                 else "it stores no config")
         raise UserError(f"{path} is the record of another configuration ({diff}); move it "
                         "away, or rerun with force=true to replace it")
@@ -119,16 +122,17 @@ def reusable_record(out: Path, ident: identity.Identity, cfg: DictConfig) -> dic
 
 
 # -- 3: building the run -------------------------------------------------------------------------
-def _train_cell(cfg: DictConfig, ident: identity.Identity, out: Path, main: bool, world: int,
-                local_rank: int, stop_file: Path | None) -> dict[str, Any]:
+def _train_cell(cell: RunSpec, out: Path, main: bool, world: int, local_rank: int,
+                stop_file: Path | None) -> dict[str, Any]:
+    ident = cell.identity
     ckpt_path = out / CHECKPOINT
     if main:
         checkpoints.remove_stale_temporaries(out)
-        if cfg.force:
+        if cell.run.force:
             ckpt_path.unlink(missing_ok=True)
-    device = _prepare_process(cfg, ident, world, local_rank)
-    task, optimizers = _build(cfg, ident, out, device)
-    spec = TrainSpec.resolve(cfg, task.epochs, task.steps_per_epoch(), device)
+    device = _prepare_process(cell, world, local_rank)
+    task, optimizers = _build(cell, out, device)
+    spec = TrainSpec.resolve(cell, task.epochs, task.steps_per_epoch(), device)
     if spec.compile:
         for m in task.modules().values():
             m.compile()
@@ -140,16 +144,16 @@ def _train_cell(cfg: DictConfig, ident: identity.Identity, out: Path, main: bool
         "task": task.state_dict(),
         "rng": checkpoints.rng_state(),
     })
-    progress = Progress(spec.total_steps, 0, ident.label(), enabled=main and cfg.progress)
+    progress = Progress(spec.total_steps, 0, ident.label(), enabled=main and cell.run.progress)
     notes: list[str] = []
     wandb_id = _resume(ckpt_path, ident, task, optimizers, state, clock, progress, notes, device)
-    config = identity.plain(cfg)
+    config = dict(cell.config)
     mirror = None
-    if config["logger"]["name"] == "wandb" and main:
+    if cell.run.logger.name is validation.LoggerName.wandb and main:
         mirror = WandbMirror(config["logger"], ident, config, out, progress.line, run_id=wandb_id)
         checkpointer.wandb_id = mirror.run_id  # a resumed process continues this W&B run
         task.ctx.log_image = mirror.log_image  # e.g. the cGAN's sample grids
-    record = _record_head(cfg, ident, config, task, device, world)
+    record = _record_head(cell, task, device, world)
 
     # -- 4: training, and 5: the record ------------------------------------------------------------
     try:
@@ -183,29 +187,33 @@ def _train_cell(cfg: DictConfig, ident: identity.Identity, out: Path, main: bool
     return record
 
 
-def _prepare_process(cfg: DictConfig, ident: identity.Identity, world: int,
-                     local_rank: int) -> torch.device:
+def _prepare_process(spec: RunSpec, world: int, local_rank: int) -> torch.device:
     """The device, threads, seeds and offline switches of this process."""
-    device = resolve_device(str(cfg.device))
+    run = spec.run
+    device = resolve_device(run.device)
     if world > 1 and device.type == "cuda":
         device = torch.device("cuda", local_rank)
-    if cfg.threads:
-        torch.set_num_threads(int(cfg.threads))
-    seed_everything(ident.seed)
-    set_backends(validation.Precision(cfg.precision).value, device, cfg.deterministic)
-    if not cfg.download:  # a missing file fails now, never after a network timeout
+    if run.threads:
+        torch.set_num_threads(run.threads)
+    seed_everything(spec.identity.seed)
+    set_backends(run.precision.value, device, run.deterministic)
+    if not run.download:  # a missing file fails now, never after a network timeout
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     return device
 
 
-def _build(cfg: DictConfig, ident: identity.Identity, out: Path,
+def _build(spec: RunSpec, out: Path,
            device: torch.device) -> tuple[Task, dict[str, torch.optim.Optimizer]]:
     """The task, then one optimiser per role (after the model: Nero projects it when built)."""
-    task: Task = get_task(ident.task)(cfg.task, RunContext(
-        device=device, data_dir=Path(str(cfg.data_dir)), run_dir=out, seed=ident.seed,
-        download=bool(cfg.download)))
-    optimizers = {role: build_optimizer(task.param_groups(role), cfg.optimizer, role)
+    cls = get_task(spec.identity.task)
+    if not isinstance(spec.task, cls.Config):  # the registries disagree: a bug, not bad input
+        raise TypeError(f"task {spec.identity.task} takes a {cls.Config.__name__}, but its "
+                        f"config was checked as a {type(spec.task).__name__}")
+    task: Task = cls(spec.task, RunContext(
+        device=device, data_dir=Path(spec.run.data_dir), run_dir=out, seed=spec.identity.seed,
+        download=spec.run.download))
+    optimizers = {role: build_optimizer(task.param_groups(role), spec.optimizer, role)
                   for role in task.modules()}
     for opt in optimizers.values():
         for group in opt.param_groups:
@@ -246,17 +254,17 @@ def _resume(path: Path, ident: identity.Identity, task: Task,
     return payload.get("wandb_id")
 
 
-def _record_head(cfg: DictConfig, ident: identity.Identity, config: dict[str, Any], task: Task,
-                 device: torch.device, world: int) -> dict[str, Any]:
+def _record_head(spec: RunSpec, task: Task, device: torch.device, world: int) -> dict[str, Any]:
     """What a record says before training: the run's identity, configuration and provenance."""
+    ident = spec.identity
     return {
         "schema": records.SCHEMA,
         "identity": ident.as_dict(),
         **ident.as_dict(),
         "variant_name": ident.variant_name,
         "fingerprint": ident.fingerprint,
-        "optimizer_family": choices_of(cfg).get("optimizer_family", "none"),
-        "optimizer_class": describe(config["optimizer"]),
+        "optimizer_family": spec.optimizer_family,
+        "optimizer_class": describe(spec.optimizer),
         "metric": task.metric,
         "goal": task.goal,
         "device": str(device) if world == 1 else f"{world} x {device.type} (DDP)",
@@ -265,7 +273,7 @@ def _record_head(cfg: DictConfig, ident: identity.Identity, config: dict[str, An
         "versions": records.versions(),
         "git": records.git_state(REPO),
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "config": config,
+        "config": dict(spec.config),
     }
 
 
