@@ -137,20 +137,16 @@ def _train_cell(cell: RunSpec, out: Path, main: bool, world: int, local_rank: in
         for m in task.modules().values():
             m.compile()
 
-    state, clock = TrainState(series={k: [] for k in task.step_series}), Clock()
-    checkpointer = Checkpointer(ckpt_path, ident.fingerprint, main, clock, lambda: {
-        "modules": {r: m.state_dict() for r, m in task.modules().items()},
-        "optimizers": {r: o.state_dict() for r, o in optimizers.items()},
-        "task": task.state_dict(),
-        "rng": checkpoints.rng_state(),
-    })
     progress = Progress(spec.total_steps, 0, ident.label(), enabled=main and cell.run.progress)
-    notes: list[str] = []
-    wandb_id = _resume(ckpt_path, ident, task, optimizers, state, clock, progress, notes, device)
+    training = Training(spec, task, optimizers, progress, device, ckpt_path, ident.fingerprint,
+                        main)
+    training.resume()
+    state, checkpointer = training.state, training.checkpointer
     config = dict(cell.config)
     mirror = None
     if cell.run.logger.name is validation.LoggerName.wandb and main:
-        mirror = WandbMirror(config["logger"], ident, config, out, progress.line, run_id=wandb_id)
+        mirror = WandbMirror(config["logger"], ident, config, out, progress.line,
+                             run_id=checkpointer.wandb_id)
         checkpointer.wandb_id = mirror.run_id  # a resumed process continues this W&B run
         task.ctx.log_image = mirror.log_image  # e.g. the cGAN's sample grids
     record = _record_head(cell, task, device, world)
@@ -158,7 +154,7 @@ def _train_cell(cell: RunSpec, out: Path, main: bool, world: int, local_rank: in
     # -- 4: training, and 5: the record ------------------------------------------------------------
     try:
         with _checkpoint_on_signals(StopRequest(stop_file)) as stop:
-            train(spec, task, optimizers, state, progress, mirror, checkpointer, stop, device)
+            training.train(mirror, stop)
         set_mode(optimizers, "eval")
         record.update(status="ok", reason=None, extra=task.finish())
     except (Interrupted, UserError):  # no record: resumable, or not a result at all
@@ -174,7 +170,7 @@ def _train_cell(cell: RunSpec, out: Path, main: bool, world: int, local_rank: in
     finally:
         progress.close()
         task.close()
-    _record_tail(record, task, state, clock, notes)
+    _record_tail(record, task, state, training.clock, training.notes)
     distributed.barrier()
     if main:
         records.write(out / records.RECORD, record)
@@ -215,43 +211,7 @@ def _build(spec: RunSpec, out: Path,
         download=spec.run.download))
     optimizers = {role: build_optimizer(task.param_groups(role), spec.optimizer, role)
                   for role in task.modules()}
-    for opt in optimizers.values():
-        for group in opt.param_groups:
-            group["base_lr"] = group["lr"]
     return task, optimizers
-
-
-def _resume(path: Path, ident: identity.Identity, task: Task,
-            optimizers: dict[str, torch.optim.Optimizer], state: TrainState, clock: Clock,
-            progress: Progress, notes: list[str], device: torch.device) -> str | None:
-    """Everything a checkpoint of this configuration holds, back in place; returns the W&B run
-    of the interrupted process."""
-    if not path.exists():
-        return None
-    payload = checkpoints.load(path, ident.fingerprint)
-    try:
-        for role, m in task.modules().items():
-            m.load_state_dict(payload["modules"][role])
-        for role, opt in optimizers.items():
-            opt.load_state_dict(payload["optimizers"][role])
-        task.load_state_dict(payload["task"])
-        state.load_state_dict(payload["state"], device)
-        checkpoints.set_rng_state(payload["rng"])
-    except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as err:
-        # The right checksum and configuration, other content: what a changed model leaves.
-        why = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise UserError(f"checkpoint {path} does not fit this run's model and optimiser "
-                        f"({type(err).__name__}{': ' + why[:200] if why else ''}); rerun with "
-                        "force=true to start this run from scratch, or delete it") from None
-    clock.before = state.elapsed
-    progress.done = state.it
-    progress.line(f"resuming {path.parent} from epoch {state.epoch + 1}, item {state.pos}")
-    if payload.get("threads") not in (None, torch.get_num_threads()):
-        notes.append(f"resumed with {torch.get_num_threads()} CPU threads after "
-                     f"{payload['threads']}: float sums may round differently from an "
-                     "uninterrupted run")
-        progress.line(f"note: {notes[-1]}")
-    return payload.get("wandb_id")
 
 
 def _record_head(spec: RunSpec, task: Task, device: torch.device, world: int) -> dict[str, Any]:
@@ -298,66 +258,131 @@ def _record_tail(record: dict[str, Any], task: Task, state: TrainState, clock: C
 
 
 # -- 4: the loop -------------------------------------------------------------------------------------
-def train(spec: TrainSpec, task: Task, optimizers: dict[str, torch.optim.Optimizer],
-          state: TrainState, progress: Progress, mirror: WandbMirror | None,
-          checkpointer: Checkpointer, stop: StopRequest, device: torch.device) -> None:
-    stepper = OptimizerStepper(optimizers, spec.grad_clip)
-    first = next(iter(optimizers.values()))
-    set_mode(optimizers, "train")
-    while state.epoch < spec.epochs:
-        for item in task.batches(state.epoch, state.pos):
-            factor = spec.lr_factor(state)
-            for opt in optimizers.values():
-                for group in opt.param_groups:
-                    group["lr"] = group["base_lr"] * factor
-            with spec.autocast(device):
-                metrics = task.train_step(item, stepper)
-            state.add_step(metrics, device)
-            if state.it % spec.check_every == 0 and not torch.isfinite(state.sums["loss"]):
-                raise Diverged(f"non-finite training loss in epoch {state.epoch + 1}")
-            if state.it % spec.log_every == 0:  # the only per-step host sync besides the check
-                shown = {"loss": float(state.sums["loss"]) / state.count,
-                         "lr": first.param_groups[0]["lr"]}
-                progress.update(1, shown)
-                if mirror is not None:
-                    mirror.log({f"train/{k}": float(v) for k, v in metrics.items()}
-                               | {"lr": shown["lr"]}, step=state.it)
-            else:
-                progress.update(1, None)
-            if stop.requested():
-                checkpointer.save(state)
-                progress.line(f"{stop.reason}: checkpoint written, exiting")
-                if stop.then is not None:
-                    stop.then()  # e.g. submitit requeues the job and exits
-                raise Interrupted(stop.reason)
-            checkpointer.maybe_save(spec, state)
+class Training:
+    """One run's training: its task and optimisers, their lr schedulers, where it stands
+    (state, clock) and its checkpoints. :meth:`resume` puts a checkpoint back, :meth:`train`
+    runs the epochs from there."""
 
-        entry = {"epoch": state.epoch + 1, "step": state.it, "lr": first.param_groups[0]["lr"],
-                 **state.epoch_means()}
-        if not np.isfinite(entry["train/loss"]):
-            state.history.append(entry)
-            raise Diverged(f"non-finite training loss in epoch {state.epoch + 1}")
-        value = None
-        if task.should_evaluate(state.epoch + 1):
-            set_mode(optimizers, "eval")
-            entry.update(task.evaluate(state.epoch + 1))
-            set_mode(optimizers, "train")
-            # An evaluation metric, or an epoch mean like train/acc; None: not available yet
-            # (e.g. no Pong episode has finished).
-            value = entry.get(task.metric)
-            if value is not None and not np.isfinite(value):
+    def __init__(self, spec: TrainSpec, task: Task, optimizers: dict[str, torch.optim.Optimizer],
+                 progress: Progress, device: torch.device, checkpoint: Path, fingerprint: str,
+                 writes: bool) -> None:
+        """``checkpoint``: the run's checkpoint file, written only where ``writes`` (rank 0)."""
+        self.spec, self.task, self.optimizers = spec, task, optimizers
+        self.progress, self.device = progress, device
+        self.state = TrainState(series={k: [] for k in task.step_series})
+        self.clock = Clock()
+        self.checkpointer = Checkpointer(checkpoint, fingerprint, writes, self.clock, self._parts)
+        self.notes: list[str] = []  # what the record should say about how the run went
+        self.schedulers: list[torch.optim.lr_scheduler.LambdaLR] = []
+
+    def _parts(self) -> dict[str, Any]:
+        """What a checkpoint holds besides the state, the fingerprint and the W&B run."""
+        return {"modules": {r: m.state_dict() for r, m in self.task.modules().items()},
+                "optimizers": {r: o.state_dict() for r, o in self.optimizers.items()},
+                "task": self.task.state_dict(),
+                "rng": checkpoints.rng_state()}
+
+    def _schedule_lrs(self) -> None:
+        """One LambdaLR per optimiser over the schedule, at the item training goes on with (the
+        position is the state's: a resumed process builds them from there, with the base lrs
+        the checkpointed optimisers hold)."""
+        self.schedulers = [torch.optim.lr_scheduler.LambdaLR(
+            opt, self.spec.lr_factor_at, last_epoch=self.state.it - 1)
+            for opt in self.optimizers.values()]
+
+    def resume(self) -> None:
+        """Everything a checkpoint of this configuration holds, back in place (nothing when there
+        is none), and the lrs at the position reached."""
+        path = self.checkpointer.path
+        if not path.exists():
+            self._schedule_lrs()
+            return
+        payload = checkpoints.load(path, self.checkpointer.fingerprint)
+        try:
+            for role, m in self.task.modules().items():
+                m.load_state_dict(payload["modules"][role])
+            for role, opt in self.optimizers.items():
+                opt.load_state_dict(payload["optimizers"][role])
+            self.task.load_state_dict(payload["task"])
+            self.state.load_state_dict(payload["state"], self.device)
+            checkpoints.set_rng_state(payload["rng"])
+            self._schedule_lrs()
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as err:
+            # The right checksum and configuration, other content: what a changed model leaves.
+            why = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            raise UserError(f"checkpoint {path} does not fit this run's model and optimiser "
+                            f"({type(err).__name__}{': ' + why[:200] if why else ''}); rerun "
+                            "with force=true to start this run from scratch, or delete it") from None
+        state = self.state
+        self.clock.before = state.elapsed
+        self.checkpointer.wandb_id = payload.get("wandb_id")
+        self.progress.done = state.it
+        self.progress.line(f"resuming {path.parent} from epoch {state.epoch + 1}, item {state.pos}")
+        if payload.get("threads") not in (None, torch.get_num_threads()):
+            self.notes.append(f"resumed with {torch.get_num_threads()} CPU threads after "
+                              f"{payload['threads']}: float sums may round differently from an "
+                              "uninterrupted run")
+            self.progress.line(f"note: {self.notes[-1]}")
+
+    def train(self, mirror: WandbMirror | None, stop: StopRequest) -> None:
+        spec, task, state, progress = self.spec, self.task, self.state, self.progress
+        optimizers, checkpointer, device = self.optimizers, self.checkpointer, self.device
+        stepper = OptimizerStepper(optimizers, spec.grad_clip)
+        first = next(iter(optimizers.values()))
+        set_mode(optimizers, "train")
+        while state.epoch < spec.epochs:
+            for item in task.batches(state.epoch, state.pos):
+                for scheduler in self.schedulers:  # from the last item's lr to this one's
+                    if scheduler.last_epoch < state.it:
+                        scheduler.step()
+                with spec.autocast(device):
+                    metrics = task.train_step(item, stepper)
+                state.add_step(metrics, device)
+                if state.it % spec.check_every == 0 and not torch.isfinite(state.sums["loss"]):
+                    raise Diverged(f"non-finite training loss in epoch {state.epoch + 1}")
+                if state.it % spec.log_every == 0:  # the only per-step host sync besides the check
+                    shown = {"loss": float(state.sums["loss"]) / state.count,
+                             "lr": first.param_groups[0]["lr"]}
+                    progress.update(1, shown)
+                    if mirror is not None:
+                        mirror.log({f"train/{k}": float(v) for k, v in metrics.items()}
+                                   | {"lr": shown["lr"]}, step=state.it)
+                else:
+                    progress.update(1, None)
+                if stop.requested():
+                    checkpointer.save(state)
+                    progress.line(f"{stop.reason}: checkpoint written, exiting")
+                    if stop.then is not None:
+                        stop.then()  # e.g. submitit requeues the job and exits
+                    raise Interrupted(stop.reason)
+                checkpointer.maybe_save(spec, state)
+
+            entry = {"epoch": state.epoch + 1, "step": state.it, "lr": first.param_groups[0]["lr"],
+                     **state.epoch_means()}
+            if not np.isfinite(entry["train/loss"]):
                 state.history.append(entry)
-                state.epoch += 1
-                raise Diverged(f"{task.metric} is {value} after epoch {state.epoch}")
-        state.epoch += 1
-        state.consider(value, task.goal)
-        entry["time_s"] = round(checkpointer.clock.elapsed(), 3)
-        state.close_epoch(entry)
-        progress.line(" | ".join(f"{k} {v:.5g}" if isinstance(v, float) else f"{k} {v}"
-                                 for k, v in entry.items()))
-        if mirror is not None:
-            mirror.log({k: v for k, v in entry.items() if k != "step"}, step=state.it)
-        checkpointer.maybe_save(spec, state)
+                raise Diverged(f"non-finite training loss in epoch {state.epoch + 1}")
+            value = None
+            if task.should_evaluate(state.epoch + 1):
+                set_mode(optimizers, "eval")
+                entry.update(task.evaluate(state.epoch + 1))
+                set_mode(optimizers, "train")
+                # An evaluation metric, or an epoch mean like train/acc; None: not available yet
+                # (e.g. no Pong episode has finished).
+                value = entry.get(task.metric)
+                if value is not None and not np.isfinite(value):
+                    state.history.append(entry)
+                    state.epoch += 1
+                    raise Diverged(f"{task.metric} is {value} after epoch {state.epoch}")
+            state.epoch += 1
+            state.consider(value, task.goal)
+            entry["time_s"] = round(self.clock.elapsed(), 3)
+            state.close_epoch(entry)
+            progress.line(" | ".join(f"{k} {v:.5g}" if isinstance(v, float) else f"{k} {v}"
+                                     for k, v in entry.items()))
+            if mirror is not None:
+                mirror.log({k: v for k, v in entry.items() if k != "step"}, step=state.it)
+            checkpointer.maybe_save(spec, state)
 
 
 def set_mode(optimizers: dict[str, torch.optim.Optimizer], mode: str) -> None:

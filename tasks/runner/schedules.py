@@ -1,8 +1,9 @@
 """Learning-rate schedules as pure functions of the position in training.
 
-The runner sets every param group's lr to ``base_lr * lr_factor(...)`` before each optimiser
-step. A schedule has no state of its own, so resuming needs nothing but the step counters,
-and each formula below can be read against docs/experiments.md.
+The runner's ``LambdaLR`` schedulers (one per optimiser, tasks/runner/loop.py) set every param
+group's lr to its base lr times ``lr_factor(...)`` before each training item. A schedule has no
+state of its own, so resuming needs nothing but the step counters, and each formula below can be
+read against docs/experiments.md.
 
 Positions: ``it`` is the 0-based index of the current training item (minibatch or PPO update)
 counted from the start of training, ``epoch`` the 0-based index of the current epoch, ``spe`` the

@@ -60,8 +60,10 @@ class TrainSpec:
     def total_steps(self) -> int:
         return self.epochs * self.steps_per_epoch
 
-    def lr_factor(self, state: TrainState) -> float:
-        return schedules.lr_factor(self.schedule, it=state.it, epoch=state.epoch,
+    def lr_factor_at(self, it: int) -> float:
+        """The schedule's factor for item ``it`` (0-based, from the start of training; each
+        epoch has ``steps_per_epoch`` items): what the loop's LambdaLR schedulers apply."""
+        return schedules.lr_factor(self.schedule, it=it, epoch=it // self.steps_per_epoch,
                                    spe=self.steps_per_epoch, epochs=self.epochs)
 
     def autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
