@@ -239,11 +239,18 @@ def build_optimizer(params: Iterable[Any], cfg: Mapping[str, Any],
                         f"{', '.join(f'{k}={v!r}' for k, v in kwargs.items())})") from None
 
 
+@cache
+def _distributions() -> Mapping[str, list[str]]:
+    """Top-level module -> distributions, read once per process: it reads every installed
+    package's file list, seconds that each run would otherwise add to its overhead."""
+    return importlib.metadata.packages_distributions()
+
+
 def describe(cfg: Mapping[str, Any]) -> dict[str, str | None]:
     """The optimiser's class, and the package (with its version) it came from, for the record."""
     cls = optimizer_class(cfg)
     top = cls.__module__.split(".")[0]
-    dists = importlib.metadata.packages_distributions().get(top, [])
+    dists = _distributions().get(top, [])
     package = dists[0] if dists else top
     try:
         version = importlib.metadata.version(package)
