@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import FrozenInstanceError, dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Optional, Protocol
 
@@ -44,6 +44,26 @@ class ScheduleKind(enum.Enum):
     warmup_cosine = "warmup_cosine"
 
 
+class Checked:
+    """A config schema whose instances refuse assignments once :func:`seal` has run on them (the
+    runner's validation does, after their checks): what was checked is what runs. The dataclasses
+    cannot be ``frozen=True``: Hydra would then refuse command-line overrides of their keys."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if self.__dict__.get("_sealed"):
+            raise FrozenInstanceError(f"cannot assign to {name}: a checked config is read-only")
+        super().__setattr__(name, value)
+
+
+def seal(obj: Any) -> Any:
+    """Make a checked schema instance, and each one among its fields, read-only; returns it."""
+    if isinstance(obj, Checked):
+        for f in fields(obj):  # type: ignore[arg-type]
+            seal(getattr(obj, f.name))
+        object.__setattr__(obj, "_sealed", True)
+    return obj
+
+
 def require(condition: bool, message: str) -> None:
     """A range check of a config value: ``message`` names the key and what it must be."""
     if not condition:
@@ -59,7 +79,7 @@ def positive(obj: Any, *names: str, allow_none: bool = False) -> None:
 
 
 @dataclass
-class Schedule:
+class Schedule(Checked):
     """The learning-rate schedule: lr = base lr x factor(position); see tasks/runner/schedules.py."""
 
     kind: ScheduleKind = MISSING
@@ -81,7 +101,7 @@ class Schedule:
 
 
 @dataclass
-class TaskConfig:
+class TaskConfig(Checked):
     """The keys every task config has, which the runner reads (see the module docstring)."""
 
     name: str = MISSING

@@ -29,7 +29,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
 from tasks.errors import UserError
-from tasks.experiments.base import TaskConfig, require
+from tasks.experiments.base import Checked, TaskConfig, require, seal
 from tasks.experiments.configs import SCHEMAS
 
 from . import identity
@@ -56,7 +56,7 @@ class WandbMode(enum.Enum):
 
 
 @dataclass
-class LoggerConfig:
+class LoggerConfig(Checked):
     name: LoggerName = MISSING
     project: Optional[str] = None  # noqa: UP045
     entity: Optional[str] = None  # noqa: UP045
@@ -68,7 +68,7 @@ class LoggerConfig:
 
 
 @dataclass
-class CheckpointConfig:
+class CheckpointConfig(Checked):
     every_epochs: Optional[int] = 1  # noqa: UP045
     # also mid-epoch, so a preempted job loses at most this much
     every_minutes: Optional[float] = 10.0  # noqa: UP045
@@ -82,7 +82,7 @@ class CheckpointConfig:
 
 
 @dataclass
-class ClusterConfig:
+class ClusterConfig(Checked):
     gpus: int = 1  # per run; DDP runs get one process per GPU (fig9_imagenet sets 4)
     cpus_per_task: int = 8
     mem_gb: int = 32
@@ -99,12 +99,12 @@ class ClusterConfig:
 
 
 @dataclass
-class ScaleConfig:
+class ScaleConfig(Checked):
     name: str = MISSING
 
 
 @dataclass
-class RunConfig:
+class RunConfig(Checked):
     """The run's own keys, each default written here once (conf/config.yaml starts from this
     schema and sets only the config groups); task and optimizer have their own schemas."""
 
@@ -151,9 +151,10 @@ ConfigStore.instance().store(name="run_schema", node=RunConfig)
 
 
 def _instantiate(schema: type, values: dict[str, Any], where: str) -> Any:
-    """Merge ``values`` into a fresh ``schema`` and build it: unknown keys, types, ranges."""
+    """Merge ``values`` into a fresh ``schema`` and build it (unknown keys, types, ranges); the
+    instance is sealed read-only."""
     try:
-        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values))
+        return seal(OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values)))
     except ConfigKeyError as err:
         known = ", ".join(f.name for f in _fields(schema))
         key = f"{where}{err.full_key}" if err.full_key else where.rstrip(".")
