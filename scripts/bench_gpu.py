@@ -150,10 +150,11 @@ TASKS: dict[str, dict[str, Any]] = {
 
 def task_overrides(task: str, steps: int, device: torch.device, out: Path) -> list[str]:
     from tasks.runner.cli import compose
+    from tasks.runner.validation import validate
 
-    cfg = compose(f"task={task}")
-    batch = int(cfg.task.batch_size)
-    per_step = batch * int(cfg.task.get("bptt") or 1)
+    cfg = validate(compose(f"task={task}")).task
+    batch = cfg.batch_size
+    per_step = batch * getattr(cfg, "bptt", 1)
     n = per_step * steps + (per_step if TASKS[task]["unit"] == "tokens" else 0)
     spec = [o.format(n=n, b=batch) for o in TASKS[task]["overrides"]]
     return [f"task={task}", "optimizer=nero", "logger=none", "progress=false", "task.epochs=1",
@@ -176,9 +177,9 @@ def bench_task(task: str, device: torch.device, steps: int) -> dict[str, Any]:
     from tasks.experiments.base import RunContext
     from tasks.runner import loop
     from tasks.runner.cli import compose
-    from tasks.runner.identity import of
     from tasks.runner.optimizers import build_optimizer
     from tasks.runner.training import TrainSpec
+    from tasks.runner.validation import validate
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
@@ -193,14 +194,14 @@ def bench_task(task: str, device: torch.device, steps: int) -> dict[str, Any]:
             raise RuntimeError(f"{task}: the timed run ended {record['status']}: {record['reason']}")
         runner_s = record["wall_time_s"] / record["steps"]
 
-        ident = of(cfg)
+        run = validate(cfg)
         peak_reset(device)
-        built = get_task(task)(cfg.task, RunContext(device=device, data_dir=out / "data",
-                                                    run_dir=out / "bare", seed=ident.seed,
+        built = get_task(task)(run.task, RunContext(device=device, data_dir=out / "data",
+                                                    run_dir=out / "bare", seed=run.identity.seed,
                                                     download=False))
-        optimizers = {r: build_optimizer(built.param_groups(r), cfg.optimizer, r)
+        optimizers = {r: build_optimizer(built.param_groups(r), run.optimizer, r)
                       for r in built.modules()}
-        spec = TrainSpec.resolve(cfg, built.epochs, built.steps_per_epoch(), device)
+        spec = TrainSpec.resolve(run, built.epochs, built.steps_per_epoch(), device)
         stepper = loop.OptimizerStepper(optimizers, spec.grad_clip)
         sync(device)
         t0, done = time.perf_counter(), 0
@@ -212,8 +213,8 @@ def bench_task(task: str, device: torch.device, steps: int) -> dict[str, Any]:
         bare_s = (time.perf_counter() - t0) / done
         bare_peak = peak_gb(device)
         built.close()
-    batch = int(cfg.task.batch_size) * int(cfg.task.get("bptt") or 1)
-    return {"batch_size": int(cfg.task.batch_size), "items_per_step": batch,
+    batch = run.task.batch_size * getattr(run.task, "bptt", 1)
+    return {"batch_size": run.task.batch_size, "items_per_step": batch,
             "unit": TASKS[task]["unit"], "steps": record["steps"],
             "paper_shapes": TASKS[task]["paper_shapes"],
             "runner_s_per_step": runner_s, "bare_s_per_step": bare_s,

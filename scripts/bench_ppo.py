@@ -24,6 +24,7 @@ from tasks.experiments.data.atari import make_vector_env
 from tasks.experiments.pong_ppo import PongPPO
 from tasks.runner.cli import compose
 from tasks.runner.loop import OptimizerStepper, resolve_device
+from tasks.runner.validation import validate
 
 
 def env_only(n: int, kind: str, steps: int) -> float:
@@ -40,18 +41,19 @@ def env_only(n: int, kind: str, steps: int) -> float:
 
 def end_to_end(n: int, kind: str, updates: int, device: torch.device,
                overrides: tuple[str, ...] = ()) -> float:
-    cfg = compose("task=pong_ppo", f"task.num_envs={n}", f"task.vector_env={kind}", *overrides)
+    spec = validate(compose("task=pong_ppo", f"task.num_envs={n}", f"task.vector_env={kind}",
+                            *overrides))
     with tempfile.TemporaryDirectory() as tmp:
-        ctx = RunContext(device=device, data_dir=Path(str(cfg.data_dir)), run_dir=Path(tmp), seed=0)
-        task = PongPPO(cfg.task, ctx)
+        ctx = RunContext(device=device, data_dir=Path(spec.run.data_dir), run_dir=Path(tmp), seed=0)
+        task = PongPPO(spec.task, ctx)
         opt = Nero(task.model.parameters(), lr=0.01)
-        stepper = OptimizerStepper({"model": opt}, clip=float(cfg.task.grad_clip))
+        stepper = OptimizerStepper({"model": opt}, clip=spec.task.grad_clip)
         try:
             task.train_step(0, stepper)  # warm-up
             t0 = time.perf_counter()
             for u in range(updates):
                 task.train_step(u, stepper)
-            rate = updates * n * cfg.task.num_steps / (time.perf_counter() - t0)
+            rate = updates * n * task.cfg.num_steps / (time.perf_counter() - t0)
         finally:
             task.close()
     return rate

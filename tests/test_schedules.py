@@ -6,15 +6,14 @@ import math
 
 import pytest
 
+from tasks.experiments.base import Schedule
 from tasks.runner.schedules import lr_factor
+from tasks.runner.validation import validate
 from tests.helpers import compose
 
 
-def cfg_schedule(task: str) -> dict:
-    from omegaconf import OmegaConf
-
-    return OmegaConf.to_container(compose(f"task={task}").task.schedule, resolve=True,
-                                 enum_to_str=True)
+def cfg_schedule(task: str) -> Schedule:
+    return validate(compose(f"task={task}")).task.schedule
 
 
 def test_cifar_warmup_then_milestones():

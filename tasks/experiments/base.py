@@ -4,8 +4,9 @@ A task owns its data, model(s), loss and evaluation. The runner owns everything 
 seeding, optimisers, learning-rate schedules, clipping, the epoch loop, divergence checks,
 progress, logging, checkpoints and the result record. The contract has two halves:
 
-1. **Config** (``conf/task/<name>.yaml``, typed by the task's ``Config`` dataclass). The runner
-   reads the keys of :class:`TaskConfig` and nothing else: ``epochs``, ``schedule`` (a pure
+1. **Config** (``conf/task/<name>.yaml``, typed by the task's ``Config`` dataclass, an instance
+   of which, checked, is what the task's constructor gets). The runner reads the keys of
+   :class:`TaskConfig` and nothing else: ``epochs``, ``schedule`` (a pure
    function of the position in training, tasks/runner/schedules.py), ``grad_clip`` (global-norm
    clipping; an optimiser config's own ``grad_clip`` wins when it is set), ``eval_every`` /
    ``eval_at_end`` (when :meth:`Task.evaluate` runs) and ``checkpoint_every_epochs`` (when a
@@ -24,12 +25,12 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import FrozenInstanceError, dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Optional, Protocol
 
 import torch
-from omegaconf import MISSING, DictConfig
+from omegaconf import MISSING
 from torch import nn
 
 
@@ -41,6 +42,26 @@ class ScheduleKind(enum.Enum):
     triangular = "triangular"
     linear = "linear"
     warmup_cosine = "warmup_cosine"
+
+
+class Checked:
+    """A config schema whose instances refuse assignments once :func:`seal` has run on them (the
+    runner's validation does, after their checks): what was checked is what runs. The dataclasses
+    cannot be ``frozen=True``: Hydra would then refuse command-line overrides of their keys."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if self.__dict__.get("_sealed"):
+            raise FrozenInstanceError(f"cannot assign to {name}: a checked config is read-only")
+        super().__setattr__(name, value)
+
+
+def seal(obj: Any) -> Any:
+    """Make a checked schema instance, and each one among its fields, read-only; returns it."""
+    if isinstance(obj, Checked):
+        for f in fields(obj):  # type: ignore[arg-type]
+            seal(getattr(obj, f.name))
+        object.__setattr__(obj, "_sealed", True)
+    return obj
 
 
 def require(condition: bool, message: str) -> None:
@@ -58,7 +79,7 @@ def positive(obj: Any, *names: str, allow_none: bool = False) -> None:
 
 
 @dataclass
-class Schedule:
+class Schedule(Checked):
     """The learning-rate schedule: lr = base lr x factor(position); see tasks/runner/schedules.py."""
 
     kind: ScheduleKind = MISSING
@@ -80,7 +101,7 @@ class Schedule:
 
 
 @dataclass
-class TaskConfig:
+class TaskConfig(Checked):
     """The keys every task config has, which the runner reads (see the module docstring)."""
 
     name: str = MISSING
@@ -127,13 +148,16 @@ class Stepper(Protocol):
 class Task:
     """Base class of every experiment. Subclasses set the class attributes and override methods."""
 
-    Config: ClassVar[type[TaskConfig]] = TaskConfig  # the schema of the task's config
+    # The schema of the task's config: its constructor gets an instance, checked by the runner's
+    # validation (tasks/runner/validation.py); subclasses narrow ``cfg`` to it.
+    Config: ClassVar[type[TaskConfig]] = TaskConfig
+    cfg: TaskConfig
     metric: ClassVar[str]  # the headline metric, a key of evaluate()'s dict
     goal: ClassVar[Literal["min", "max"]]
     # Training metrics kept per step in the record (e.g. per-minibatch accuracy for Fig. 3).
     step_series: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, cfg: DictConfig, ctx: RunContext) -> None:
+    def __init__(self, cfg: TaskConfig, ctx: RunContext) -> None:
         self.cfg = cfg
         self.ctx = ctx
 
@@ -149,7 +173,7 @@ class Task:
     # -- how training goes ----------------------------------------------------------------------
     @property
     def epochs(self) -> int:
-        return int(self.cfg.epochs)
+        return self.cfg.epochs
 
     def steps_per_epoch(self) -> int:
         """Number of items ``batches`` yields per epoch (minibatches, or PPO updates)."""
@@ -172,8 +196,8 @@ class Task:
         raise NotImplementedError
 
     def should_evaluate(self, epoch: int) -> bool:
-        last = epoch == self.epochs and bool(self.cfg.eval_at_end)
-        return epoch % int(self.cfg.eval_every) == 0 or last
+        last = epoch == self.epochs and self.cfg.eval_at_end
+        return epoch % self.cfg.eval_every == 0 or last
 
     def finish(self) -> dict[str, float]:
         """Metrics computed once at the end of training (e.g. test perplexity of the best model)."""

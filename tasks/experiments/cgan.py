@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
 from torch import nn
 
 from . import fid
 from .base import RunContext, Stepper, Task
+from .configs import CganConfig
 from .data.batches import TensorBatches
 from .data.cifar import load_cifar10, synthetic_cifar
 from .models.biggan import Discriminator, Generator
@@ -37,8 +37,10 @@ def to_unit_range(x_uint8: torch.Tensor) -> torch.Tensor:
 
 class Cifar10CGAN(Task):
     goal = "min"
+    Config = CganConfig
+    cfg: CganConfig
 
-    def __init__(self, cfg: DictConfig, ctx: RunContext) -> None:
+    def __init__(self, cfg: CganConfig, ctx: RunContext) -> None:
         super().__init__(cfg, ctx)
         self.metric = f"fid/{cfg.fid.headline}"
         dev = ctx.device
@@ -114,7 +116,7 @@ class Cifar10CGAN(Task):
 
     def _references(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         if not self._reference:
-            n = int(self.cfg.fid.samples)
+            n = self.cfg.fid.samples
             flip = self.cfg.fid.protocol == "authors"
             net = self._net()
             for name, images in (("train", self.train_x[:n]), ("test", self.test_x[:n])):
@@ -126,12 +128,12 @@ class Cifar10CGAN(Task):
     def evaluate(self, epoch: int) -> dict[str, float]:
         self.G.eval()
         refs = self._references()
-        n = int(self.cfg.fid.samples)
+        n = self.cfg.fid.samples
         net = self._net()
         out = {}
         for name, labels in (("train", self.train_y[:n]), ("test", self.test_y[:n])):
             out[f"fid/{name}"] = fid.fid_from(net, self._fakes(labels, epoch), refs[name])
-        if epoch == int(self.cfg.eval_every) or epoch == self.epochs:
+        if epoch == self.cfg.eval_every or epoch == self.epochs:
             out["fid/real_train_vs_test"] = fid.frechet_distance(*refs["train"], *refs["test"])
         self._sample_grid(epoch)
         self.G.train()

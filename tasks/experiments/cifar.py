@@ -7,11 +7,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
 from torch import nn
 from torch.utils.data import DataLoader
 
 from .base import RunContext, Stepper, Task
+from .configs import CifarConfig
 from .data.batches import ResumableBatchSampler, TensorBatches
 from .data.cifar import (
     augment,
@@ -29,8 +29,10 @@ class Cifar10Classifier(Task):
 
     metric = "top1_error"
     goal = "min"
+    Config = CifarConfig
+    cfg: CifarConfig
 
-    def __init__(self, cfg: DictConfig, ctx: RunContext) -> None:
+    def __init__(self, cfg: CifarConfig, ctx: RunContext) -> None:
         super().__init__(cfg, ctx)
         dev = ctx.device
         if cfg.synthetic:
@@ -40,7 +42,7 @@ class Cifar10Classifier(Task):
             self.train_x, self.train_y = load_cifar10(ctx.data_dir, True, ctx.download, dev)
             test_x, self.test_y = load_cifar10(ctx.data_dir, False, ctx.download, dev)
         self.test_x = normalise(test_x)
-        self.channels_last = bool(cfg.channels_last) and dev.type == "cuda"
+        self.channels_last = cfg.channels_last and dev.type == "cuda"
         self.model = build(cfg.arch, cfg.classes, cfg.width).to(dev)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -49,7 +51,7 @@ class Cifar10Classifier(Task):
             dataset = torchvision_cifar10(ctx.data_dir, True, ctx.download,
                                           torchvision_train_transform())
             self.sampler = ResumableBatchSampler(len(dataset), cfg.batch_size, ctx.seed)
-            workers = int(cfg.num_workers)
+            workers = cfg.num_workers
             self.loader = DataLoader(dataset, batch_sampler=self.sampler, num_workers=workers,
                                      pin_memory=dev.type == "cuda",
                                      persistent_workers=workers > 0)

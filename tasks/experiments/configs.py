@@ -16,7 +16,7 @@ from typing import ClassVar, Optional
 
 from omegaconf import MISSING
 
-from .base import TaskConfig, positive, require
+from .base import Checked, TaskConfig, positive, require
 
 
 def one_of(obj: object, name: str, choices: tuple[str, ...]) -> None:
@@ -106,7 +106,7 @@ class CifarConfig(_Synthetic, TaskConfig):
 
 
 @dataclass
-class FidConfig:
+class FidConfig(Checked):
     samples: int = MISSING
     batch_size: int = MISSING
     protocol: str = MISSING

@@ -21,7 +21,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -29,6 +28,7 @@ from tasks import distributed
 from tasks.errors import UserError
 
 from .base import RunContext, Stepper, Task
+from .configs import ImageNetConfig
 from .data.batches import num_batches
 from .data.imagenet import SeededImageFolder, ShardedBatchSampler, normalise, write_synthetic
 
@@ -80,8 +80,10 @@ class GroupedBN(nn.Module):
 class ImageNetResNet50(Task):
     metric = "top1_error"
     goal = "min"
+    Config = ImageNetConfig
+    cfg: ImageNetConfig
 
-    def __init__(self, cfg: DictConfig, ctx: RunContext) -> None:
+    def __init__(self, cfg: ImageNetConfig, ctx: RunContext) -> None:
         super().__init__(cfg, ctx)
         root = ctx.data_dir / "imagenet"
         if cfg.synthetic:
@@ -96,12 +98,12 @@ class ImageNetResNet50(Task):
                                            rank, world)
         self.val_sampler = ShardedBatchSampler(len(self.val_set), cfg.batch_size, ctx.seed, False,
                                                rank, world, train=False)
-        workers = int(cfg.num_workers)
+        workers = cfg.num_workers
         loader_args = dict(num_workers=workers, pin_memory=ctx.device.type == "cuda",
                            persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
         self.loader = DataLoader(self.train_set, batch_sampler=self.sampler, **loader_args)
         self.val_loader = DataLoader(self.val_set, batch_sampler=self.val_sampler, **loader_args)
-        self.channels_last = bool(cfg.channels_last) and ctx.device.type == "cuda"
+        self.channels_last = cfg.channels_last and ctx.device.type == "cuda"
         self.net = build(cfg.arch, cfg.classes).to(ctx.device)
         if self.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)

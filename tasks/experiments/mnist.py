@@ -7,10 +7,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
 from torch import nn
 
 from .base import RunContext, Stepper, Task
+from .configs import MnistCWNConfig, MnistMLPConfig
 from .data.batches import TensorBatches
 from .data.mnist import load_mnist, synthetic_mnist
 from .models.mlp import CWNMLP, DeepMLP
@@ -23,8 +23,10 @@ class _MnistTask(Task):
     # each update: the runner's epoch mean of the per-step "acc". Test accuracy sits beside it.
     metric = "train/acc"
     goal = "max"
+    Config = MnistMLPConfig
+    cfg: MnistMLPConfig
 
-    def __init__(self, cfg: DictConfig, ctx: RunContext) -> None:
+    def __init__(self, cfg: MnistMLPConfig, ctx: RunContext) -> None:
         super().__init__(cfg, ctx)
         if cfg.synthetic:
             self.train_x, self.train_y = synthetic_mnist(cfg.n_train, ctx.seed, ctx.device)
@@ -79,6 +81,11 @@ class MnistCWN(_MnistTask):
     """E1: 5-layer centred-weight-normalised MLP, raw weights N(0, sigma^2), Adam lr 0.01."""
 
     step_series = ("acc",)  # the per-minibatch training accuracy that Fig. 3 (left) plots
+    Config = MnistCWNConfig
+    cfg: MnistCWNConfig
+
+    def __init__(self, cfg: MnistCWNConfig, ctx: RunContext) -> None:
+        super().__init__(cfg, ctx)
 
     def build_model(self) -> nn.Module:
         return CWNMLP(self.cfg.depth, self.cfg.width, inputs=self.train_x.shape[1],

@@ -13,10 +13,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
 from torch import nn
 
 from .base import RunContext, Stepper, Task
+from .configs import Multi30kConfig
 from .data.batches import index_batches, num_batches
 from .data.multi30k import BOS, EOS, PAD, load_multi30k, pad_batch, write_synthetic
 from .models.transformer_mt import Seq2SeqTransformer, smoothed_nll_sum
@@ -25,8 +25,10 @@ from .models.transformer_mt import Seq2SeqTransformer, smoothed_nll_sum
 class Multi30kTranslation(Task):
     metric = "val_ppl"
     goal = "min"
+    Config = Multi30kConfig
+    cfg: Multi30kConfig
 
-    def __init__(self, cfg: DictConfig, ctx: RunContext) -> None:
+    def __init__(self, cfg: Multi30kConfig, ctx: RunContext) -> None:
         super().__init__(cfg, ctx)
         root = ctx.data_dir
         if cfg.synthetic:

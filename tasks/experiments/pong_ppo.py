@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
 from torch import nn
 
 from .base import RunContext, Stepper, Task
+from .configs import PongConfig
 from .data.atari import finished_returns, make_env, make_vector_env
 from .models.ppo_cnn import ActorCritic
 
@@ -80,11 +80,13 @@ def ppo_loss(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, valu
 class PongPPO(Task):
     metric = "reward"
     goal = "max"
+    Config = PongConfig
+    cfg: PongConfig
 
-    def __init__(self, cfg: DictConfig, ctx: RunContext) -> None:
+    def __init__(self, cfg: PongConfig, ctx: RunContext) -> None:
         super().__init__(cfg, ctx)
         dev = ctx.device
-        self.n, self.steps = int(cfg.num_envs), int(cfg.num_steps)
+        self.n, self.steps = cfg.num_envs, cfg.num_steps
         self.envs = make_vector_env(cfg.env_id, self.n, cfg.vector_env, cfg.noop_max)
         self.model = ActorCritic(int(self.envs.single_action_space.n), cfg.frame_stack).to(dev)
         self.frames = torch.zeros(self.n, cfg.frame_stack, 84, 84, dtype=torch.uint8, device=dev)
@@ -184,12 +186,12 @@ class PongPPO(Task):
         env = make_env(self.cfg.env_id, self.cfg.noop_max)()
         self.model.eval()
         scores = []
-        for k in range(int(self.cfg.eval_episodes)):
+        for k in range(self.cfg.eval_episodes):
             obs, _ = env.reset(seed=10_000 + self.ctx.seed * 100 + k)
             running = np.zeros(1, dtype=bool)
             frames = push_frame(torch.zeros_like(self.frames[:1]), obs[None], running)
             score = 0.0
-            for _ in range(int(self.cfg.eval_max_steps)):
+            for _ in range(self.cfg.eval_max_steps):
                 dist, _ = self.model(frames)
                 obs, _, terminated, truncated, info = env.step(int(dist.probs.argmax()))
                 frames = push_frame(frames, obs[None], running)

@@ -9,10 +9,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
 from torch import nn
 
 from .base import RunContext, Stepper, Task
+from .configs import Gpt2Config, Wikitext2Config
 from .data.wikitext2 import batchify, get_batch, load_wikitext2, write_synthetic
 from .models.transformer_lm import TransformerLM
 
@@ -22,8 +22,10 @@ class Wikitext2LM(Task):
 
     metric = "val_ppl"
     goal = "min"
+    Config: type[Wikitext2Config | Gpt2Config] = Wikitext2Config
+    cfg: Wikitext2Config | Gpt2Config
 
-    def __init__(self, cfg: DictConfig, ctx: RunContext) -> None:
+    def __init__(self, cfg: Wikitext2Config | Gpt2Config, ctx: RunContext) -> None:
         super().__init__(cfg, ctx)
         root = ctx.data_dir
         if cfg.synthetic:  # the smoke corpus, written in the real layout and read back by it
@@ -101,6 +103,12 @@ class Wikitext2LM(Task):
 
 class Wikitext2GPT2(Wikitext2LM):
     """Beyond the paper: Hugging Face's GPT-2 architecture on E5's data, schedule and loss."""
+
+    Config = Gpt2Config
+    cfg: Gpt2Config
+
+    def __init__(self, cfg: Gpt2Config, ctx: RunContext) -> None:
+        super().__init__(cfg, ctx)
 
     def build_model(self) -> nn.Module:
         from .models.gpt2 import GPT2LM

@@ -103,9 +103,9 @@ def compose(*overrides: str) -> DictConfig:
         return hydra_compose("config", overrides=list(overrides), return_hydra_config=True)
 
 
-def _share_cpus(cfg: DictConfig) -> None:
+def _share_cpus(threads: int | None) -> None:
     """Under a local launcher running n cells at once, give each cell its share of the cores."""
-    if cfg.threads or not _multirun():
+    if threads or not _multirun():
         return
     n_jobs = HydraConfig.get().launcher.get("n_jobs")
     if n_jobs:
@@ -127,6 +127,7 @@ def _multirun() -> bool:
 def _job(cfg: DictConfig) -> dict[str, Any] | None:
     """Train one cell; returns the summary the grid sweeper reads."""
     from .loop import Interrupted, run
+    from .validation import validate
 
     multirun = _multirun()
     launch = os.environ.get(LAUNCH_ID)
@@ -139,9 +140,10 @@ def _job(cfg: DictConfig) -> dict[str, Any] | None:
             # handle (it writes the stop file); an idle worker must not die of it.
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, signal.SIG_IGN)
-    _share_cpus(cfg)
     try:
-        record = run(cfg, stop_file=stop_file)
+        spec = validate(cfg)
+        _share_cpus(spec.run.threads)
+        record = run(spec, stop_file=stop_file)
     except UserError as err:
         print(report(err), file=sys.stderr, flush=True)
         if multirun:

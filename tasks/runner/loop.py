@@ -1,9 +1,10 @@
 """The one training loop every experiment runs through.
 
-``run(cfg)`` trains one cell (task x optimiser x lr x seed x variant x scale) and returns its
+``run(spec)`` trains one cell (task x optimiser x lr x seed x variant x scale) and returns its
 record, in five steps that read top to bottom below:
 
-1. the config is validated and the run's identity computed (validation.py, identity.py);
+1. the config is validated into a :class:`~tasks.runner.validation.RunSpec` (typed, checked
+   values and the run's identity: validation.py, identity.py), the only thing read below;
 2. the run's folder is locked (one writer per cell); a record of this very configuration that
    says ok is returned as it is, and a record of another configuration is refused;
 3. the task, its optimisers and the :class:`~tasks.runner.training.TrainSpec` are built, and a
@@ -44,10 +45,10 @@ from tasks.experiments.base import RunContext, Task
 from tasks.files import check_regular
 
 from . import checkpoints, identity, locks, records, validation
-from .identity import choices_of
 from .optimizers import build_optimizer, describe
 from .reporting import Progress, WandbMirror
 from .training import TrainSpec, TrainState
+from .validation import RunSpec
 
 REPO = Path(__file__).resolve().parents[2]
 CHECKPOINT = "checkpoint.pt"
@@ -62,33 +63,35 @@ class Diverged(Exception):
 
 
 # -- 1-2: identity, lock, and a record that may already exist -----------------------------------
-def run(cfg: DictConfig, stop_file: Path | None = None) -> dict[str, Any]:
+def run(spec: RunSpec | DictConfig, stop_file: Path | None = None) -> dict[str, Any]:
     """Train one cell and return its record (also written to disk); see the module docstring.
 
+    ``spec``: the validated run, or a composed config, which is validated first.
     ``stop_file``: a file whose appearance stops the run like a signal (its sweep is stopping).
     """
-    ident = validation.validate(cfg)
-    out = ident.directory(cfg.out_dir)
-    rank, world, local_rank = distributed.init(str(cfg.device))
+    if not isinstance(spec, RunSpec):
+        spec = validation.validate(spec)
+    out = spec.identity.directory(spec.run.out_dir)
+    rank, world, local_rank = distributed.init(spec.run.device)
     main = rank == 0  # only rank 0 writes records, checkpoints, logs and W&B
     if main:
         check_run_folder(out)
         check_writable(out)
     # In a sweep, a cell that another launch of it is training is waited for, then its record
     # is used: two launches of one sweep neither train a cell twice nor blame each other.
-    wait = bool(cfg.wait) or stop_file is not None
+    wait = spec.run.wait or stop_file is not None
     lock = locks.cell_lock(out, wait=wait, stopped=lambda: bool(stop_file and stop_file.exists()))
     try:
         with lock if main else contextlib.nullcontext():
-            reused = reusable_record(out, ident, cfg)
+            reused = reusable_record(out, spec)
             if reused is not None:
                 return reused
-            return _train_cell(cfg, ident, out, main, world, local_rank, stop_file)
+            return _train_cell(spec, out, main, world, local_rank, stop_file)
     except locks.Stopped as why:
         raise Interrupted(f"the sweep is stopping ({why})") from None
 
 
-def reusable_record(out: Path, ident: identity.Identity, cfg: DictConfig) -> dict[str, Any] | None:
+def reusable_record(out: Path, spec: RunSpec) -> dict[str, Any] | None:
     """The cell's record if it may stand for this run: same configuration and status ok."""
     path = out / records.RECORD
     if path.is_dir():
@@ -98,17 +101,17 @@ def reusable_record(out: Path, ident: identity.Identity, cfg: DictConfig) -> dic
     except records.Unreadable as err:
         print(f"{err}; training the cell again", file=sys.stderr, flush=True)
         return None
-    if existing is None or cfg.force:
+    if existing is None or spec.run.force:
         return None
     theirs = existing.get("config")
     try:
-        same = isinstance(theirs, dict) and identity.fingerprint(theirs) == ident.fingerprint
+        same = isinstance(theirs, dict) and identity.fingerprint(theirs) == spec.identity.fingerprint
     except RecursionError:
         theirs, same = None, False
     if not isinstance(theirs, dict):
         theirs = None
     if not same:
-        diff = (identity.differences(theirs, identity.plain(cfg)) if theirs
+        diff = (identity.differences(theirs, spec.config) if theirs
                 else "it stores no config")
         raise UserError(f"{path} is the record of another configuration ({diff}); move it "
                         "away, or rerun with force=true to replace it")
@@ -120,42 +123,39 @@ def reusable_record(out: Path, ident: identity.Identity, cfg: DictConfig) -> dic
 
 
 # -- 3: building the run -------------------------------------------------------------------------
-def _train_cell(cfg: DictConfig, ident: identity.Identity, out: Path, main: bool, world: int,
-                local_rank: int, stop_file: Path | None) -> dict[str, Any]:
+def _train_cell(cell: RunSpec, out: Path, main: bool, world: int, local_rank: int,
+                stop_file: Path | None) -> dict[str, Any]:
+    ident = cell.identity
     ckpt_path = out / CHECKPOINT
     if main:
         checkpoints.remove_stale_temporaries(out)
-        if cfg.force:
+        if cell.run.force:
             ckpt_path.unlink(missing_ok=True)
-    device = _prepare_process(cfg, ident, world, local_rank)
-    task, optimizers = _build(cfg, ident, out, device)
-    spec = TrainSpec.resolve(cfg, task.epochs, task.steps_per_epoch(), device)
+    device = _prepare_process(cell, world, local_rank)
+    task, optimizers = _build(cell, out, device)
+    spec = TrainSpec.resolve(cell, task.epochs, task.steps_per_epoch(), device)
     if spec.compile:
         for m in task.modules().values():
             m.compile()
 
-    state, clock = TrainState(series={k: [] for k in task.step_series}), Clock()
-    checkpointer = Checkpointer(ckpt_path, ident.fingerprint, main, clock, lambda: {
-        "modules": {r: m.state_dict() for r, m in task.modules().items()},
-        "optimizers": {r: o.state_dict() for r, o in optimizers.items()},
-        "task": task.state_dict(),
-        "rng": checkpoints.rng_state(),
-    })
-    progress = Progress(spec.total_steps, 0, ident.label(), enabled=main and cfg.progress)
-    notes: list[str] = []
-    wandb_id = _resume(ckpt_path, ident, task, optimizers, state, clock, progress, notes, device)
-    config = identity.plain(cfg)
+    progress = Progress(spec.total_steps, 0, ident.label(), enabled=main and cell.run.progress)
+    training = Training(spec, task, optimizers, progress, device, ckpt_path, ident.fingerprint,
+                        main)
+    training.resume()
+    state, checkpointer = training.state, training.checkpointer
+    config = dict(cell.config)
     mirror = None
-    if config["logger"]["name"] == "wandb" and main:
-        mirror = WandbMirror(config["logger"], ident, config, out, progress.line, run_id=wandb_id)
+    if cell.run.logger.name is validation.LoggerName.wandb and main:
+        mirror = WandbMirror(config["logger"], ident, config, out, progress.line,
+                             run_id=checkpointer.wandb_id)
         checkpointer.wandb_id = mirror.run_id  # a resumed process continues this W&B run
         task.ctx.log_image = mirror.log_image  # e.g. the cGAN's sample grids
-    record = _record_head(cfg, ident, config, task, device, world, optimizers)
+    record = _record_head(cell, task, device, world, optimizers)
 
     # -- 4: training, and 5: the record ------------------------------------------------------------
     try:
         with _checkpoint_on_signals(StopRequest(stop_file)) as stop:
-            train(spec, task, optimizers, state, progress, mirror, checkpointer, stop, device)
+            training.train(mirror, stop)
         set_mode(optimizers, "eval")
         record.update(status="ok", reason=None, extra=task.finish())
     except (Interrupted, UserError):  # no record: resumable, or not a result at all
@@ -171,7 +171,7 @@ def _train_cell(cfg: DictConfig, ident: identity.Identity, out: Path, main: bool
     finally:
         progress.close()
         task.close()
-    _record_tail(record, task, state, clock, notes)
+    _record_tail(record, task, state, training.clock, training.notes)
     distributed.barrier()
     if main:
         records.write(out / records.RECORD, record)
@@ -184,81 +184,49 @@ def _train_cell(cfg: DictConfig, ident: identity.Identity, out: Path, main: bool
     return record
 
 
-def _prepare_process(cfg: DictConfig, ident: identity.Identity, world: int,
-                     local_rank: int) -> torch.device:
+def _prepare_process(spec: RunSpec, world: int, local_rank: int) -> torch.device:
     """The device, threads, seeds and offline switches of this process."""
-    device = resolve_device(str(cfg.device))
+    run = spec.run
+    device = resolve_device(run.device)
     if world > 1 and device.type == "cuda":
         device = torch.device("cuda", local_rank)
-    if cfg.threads:
-        torch.set_num_threads(int(cfg.threads))
-    seed_everything(ident.seed)
-    set_backends(validation.Precision(cfg.precision).value, device, cfg.deterministic)
-    if not cfg.download:  # a missing file fails now, never after a network timeout
+    if run.threads:
+        torch.set_num_threads(run.threads)
+    seed_everything(spec.identity.seed)
+    set_backends(run.precision.value, device, run.deterministic)
+    if not run.download:  # a missing file fails now, never after a network timeout
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     return device
 
 
-def _build(cfg: DictConfig, ident: identity.Identity, out: Path,
+def _build(spec: RunSpec, out: Path,
            device: torch.device) -> tuple[Task, dict[str, torch.optim.Optimizer]]:
     """The task, then one optimiser per role (after the model: Nero projects it when built)."""
-    task: Task = get_task(ident.task)(cfg.task, RunContext(
-        device=device, data_dir=Path(str(cfg.data_dir)), run_dir=out, seed=ident.seed,
-        download=bool(cfg.download)))
-    optimizers = {role: build_optimizer(task.param_groups(role), cfg.optimizer, role, module)
+    cls = get_task(spec.identity.task)
+    if not isinstance(spec.task, cls.Config):  # the registries disagree: a bug, not bad input
+        raise TypeError(f"task {spec.identity.task} takes a {cls.Config.__name__}, but its "
+                        f"config was checked as a {type(spec.task).__name__}")
+    task: Task = cls(spec.task, RunContext(
+        device=device, data_dir=Path(spec.run.data_dir), run_dir=out, seed=spec.identity.seed,
+        download=spec.run.download))
+    optimizers = {role: build_optimizer(task.param_groups(role), spec.optimizer, role, module)
                   for role, module in task.modules().items()}
-    for opt in optimizers.values():
-        for group in opt.param_groups:
-            group["base_lr"] = group["lr"]
     return task, optimizers
 
 
-def _resume(path: Path, ident: identity.Identity, task: Task,
-            optimizers: dict[str, torch.optim.Optimizer], state: TrainState, clock: Clock,
-            progress: Progress, notes: list[str], device: torch.device) -> str | None:
-    """Everything a checkpoint of this configuration holds, back in place; returns the W&B run
-    of the interrupted process."""
-    if not path.exists():
-        return None
-    payload = checkpoints.load(path, ident.fingerprint)
-    try:
-        for role, m in task.modules().items():
-            m.load_state_dict(payload["modules"][role])
-        for role, opt in optimizers.items():
-            opt.load_state_dict(payload["optimizers"][role])
-        task.load_state_dict(payload["task"])
-        state.load_state_dict(payload["state"], device)
-        checkpoints.set_rng_state(payload["rng"])
-    except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as err:
-        # The right checksum and configuration, other content: what a changed model leaves.
-        why = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise UserError(f"checkpoint {path} does not fit this run's model and optimiser "
-                        f"({type(err).__name__}{': ' + why[:200] if why else ''}); rerun with "
-                        "force=true to start this run from scratch, or delete it") from None
-    clock.before = state.elapsed
-    progress.done = state.it
-    progress.line(f"resuming {path.parent} from epoch {state.epoch + 1}, item {state.pos}")
-    if payload.get("threads") not in (None, torch.get_num_threads()):
-        notes.append(f"resumed with {torch.get_num_threads()} CPU threads after "
-                     f"{payload['threads']}: float sums may round differently from an "
-                     "uninterrupted run")
-        progress.line(f"note: {notes[-1]}")
-    return payload.get("wandb_id")
-
-
-def _record_head(cfg: DictConfig, ident: identity.Identity, config: dict[str, Any], task: Task,
-                 device: torch.device, world: int,
+def _record_head(spec: RunSpec, task: Task, device: torch.device, world: int,
                  optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, Any]:
     """What a record says before training: the run's identity, configuration and provenance."""
+    ident = spec.identity
     return {
         "schema": records.SCHEMA,
         "identity": ident.as_dict(),
         **ident.as_dict(),
         "variant_name": ident.variant_name,
         "fingerprint": ident.fingerprint,
-        "optimizer_family": choices_of(cfg).get("optimizer_family", "none"),
-        "optimizer_class": describe(config["optimizer"], optimizers),
+        "optimizer_family": spec.optimizer_family,
+        "optimizer_class": describe(spec.optimizer, optimizers),
         "metric": task.metric,
         "goal": task.goal,
         "device": str(device) if world == 1 else f"{world} x {device.type} (DDP)",
@@ -267,7 +235,7 @@ def _record_head(cfg: DictConfig, ident: identity.Identity, config: dict[str, An
         "versions": records.versions(),
         "git": records.git_state(REPO),
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "config": config,
+        "config": dict(spec.config),
     }
 
 
@@ -292,66 +260,131 @@ def _record_tail(record: dict[str, Any], task: Task, state: TrainState, clock: C
 
 
 # -- 4: the loop -------------------------------------------------------------------------------------
-def train(spec: TrainSpec, task: Task, optimizers: dict[str, torch.optim.Optimizer],
-          state: TrainState, progress: Progress, mirror: WandbMirror | None,
-          checkpointer: Checkpointer, stop: StopRequest, device: torch.device) -> None:
-    stepper = OptimizerStepper(optimizers, spec.grad_clip)
-    first = next(iter(optimizers.values()))
-    set_mode(optimizers, "train")
-    while state.epoch < spec.epochs:
-        for item in task.batches(state.epoch, state.pos):
-            factor = spec.lr_factor(state)
-            for opt in optimizers.values():
-                for group in opt.param_groups:
-                    group["lr"] = group["base_lr"] * factor
-            with spec.autocast(device):
-                metrics = task.train_step(item, stepper)
-            state.add_step(metrics, device)
-            if state.it % spec.check_every == 0 and not torch.isfinite(state.sums["loss"]):
-                raise Diverged(f"non-finite training loss in epoch {state.epoch + 1}")
-            if state.it % spec.log_every == 0:  # the only per-step host sync besides the check
-                shown = {"loss": float(state.sums["loss"]) / state.count,
-                         "lr": first.param_groups[0]["lr"]}
-                progress.update(1, shown)
-                if mirror is not None:
-                    mirror.log({f"train/{k}": float(v) for k, v in metrics.items()}
-                               | {"lr": shown["lr"]}, step=state.it)
-            else:
-                progress.update(1, None)
-            if stop.requested():
-                checkpointer.save(state)
-                progress.line(f"{stop.reason}: checkpoint written, exiting")
-                if stop.then is not None:
-                    stop.then()  # e.g. submitit requeues the job and exits
-                raise Interrupted(stop.reason)
-            checkpointer.maybe_save(spec, state)
+class Training:
+    """One run's training: its task and optimisers, their lr schedulers, where it stands
+    (state, clock) and its checkpoints. :meth:`resume` puts a checkpoint back, :meth:`train`
+    runs the epochs from there."""
 
-        entry = {"epoch": state.epoch + 1, "step": state.it, "lr": first.param_groups[0]["lr"],
-                 **state.epoch_means()}
-        if not np.isfinite(entry["train/loss"]):
-            state.history.append(entry)
-            raise Diverged(f"non-finite training loss in epoch {state.epoch + 1}")
-        value = None
-        if task.should_evaluate(state.epoch + 1):
-            set_mode(optimizers, "eval")
-            entry.update(task.evaluate(state.epoch + 1))
-            set_mode(optimizers, "train")
-            # An evaluation metric, or an epoch mean like train/acc; None: not available yet
-            # (e.g. no Pong episode has finished).
-            value = entry.get(task.metric)
-            if value is not None and not np.isfinite(value):
+    def __init__(self, spec: TrainSpec, task: Task, optimizers: dict[str, torch.optim.Optimizer],
+                 progress: Progress, device: torch.device, checkpoint: Path, fingerprint: str,
+                 writes: bool) -> None:
+        """``checkpoint``: the run's checkpoint file, written only where ``writes`` (rank 0)."""
+        self.spec, self.task, self.optimizers = spec, task, optimizers
+        self.progress, self.device = progress, device
+        self.state = TrainState(series={k: [] for k in task.step_series})
+        self.clock = Clock()
+        self.checkpointer = Checkpointer(checkpoint, fingerprint, writes, self.clock, self._parts)
+        self.notes: list[str] = []  # what the record should say about how the run went
+        self.schedulers: list[torch.optim.lr_scheduler.LambdaLR] = []
+
+    def _parts(self) -> dict[str, Any]:
+        """What a checkpoint holds besides the state, the fingerprint and the W&B run."""
+        return {"modules": {r: m.state_dict() for r, m in self.task.modules().items()},
+                "optimizers": {r: o.state_dict() for r, o in self.optimizers.items()},
+                "task": self.task.state_dict(),
+                "rng": checkpoints.rng_state()}
+
+    def _schedule_lrs(self) -> None:
+        """One LambdaLR per optimiser over the schedule, at the item training goes on with (the
+        position is the state's: a resumed process builds them from there, with the base lrs
+        the checkpointed optimisers hold)."""
+        self.schedulers = [torch.optim.lr_scheduler.LambdaLR(
+            opt, self.spec.lr_factor_at, last_epoch=self.state.it - 1)
+            for opt in self.optimizers.values()]
+
+    def resume(self) -> None:
+        """Everything a checkpoint of this configuration holds, back in place (nothing when there
+        is none), and the lrs at the position reached."""
+        path = self.checkpointer.path
+        if not path.exists():
+            self._schedule_lrs()
+            return
+        payload = checkpoints.load(path, self.checkpointer.fingerprint)
+        try:
+            for role, m in self.task.modules().items():
+                m.load_state_dict(payload["modules"][role])
+            for role, opt in self.optimizers.items():
+                opt.load_state_dict(payload["optimizers"][role])
+            self.task.load_state_dict(payload["task"])
+            self.state.load_state_dict(payload["state"], self.device)
+            checkpoints.set_rng_state(payload["rng"])
+            self._schedule_lrs()
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as err:
+            # The right checksum and configuration, other content: what a changed model leaves.
+            why = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            raise UserError(f"checkpoint {path} does not fit this run's model and optimiser "
+                            f"({type(err).__name__}{': ' + why[:200] if why else ''}); rerun "
+                            "with force=true to start this run from scratch, or delete it") from None
+        state = self.state
+        self.clock.before = state.elapsed
+        self.checkpointer.wandb_id = payload.get("wandb_id")
+        self.progress.done = state.it
+        self.progress.line(f"resuming {path.parent} from epoch {state.epoch + 1}, item {state.pos}")
+        if payload.get("threads") not in (None, torch.get_num_threads()):
+            self.notes.append(f"resumed with {torch.get_num_threads()} CPU threads after "
+                              f"{payload['threads']}: float sums may round differently from an "
+                              "uninterrupted run")
+            self.progress.line(f"note: {self.notes[-1]}")
+
+    def train(self, mirror: WandbMirror | None, stop: StopRequest) -> None:
+        spec, task, state, progress = self.spec, self.task, self.state, self.progress
+        optimizers, checkpointer, device = self.optimizers, self.checkpointer, self.device
+        stepper = OptimizerStepper(optimizers, spec.grad_clip)
+        first = next(iter(optimizers.values()))
+        set_mode(optimizers, "train")
+        while state.epoch < spec.epochs:
+            for item in task.batches(state.epoch, state.pos):
+                for scheduler in self.schedulers:  # from the last item's lr to this one's
+                    if scheduler.last_epoch < state.it:
+                        scheduler.step()
+                with spec.autocast(device):
+                    metrics = task.train_step(item, stepper)
+                state.add_step(metrics, device)
+                if state.it % spec.check_every == 0 and not torch.isfinite(state.sums["loss"]):
+                    raise Diverged(f"non-finite training loss in epoch {state.epoch + 1}")
+                if state.it % spec.log_every == 0:  # the only per-step host sync besides the check
+                    shown = {"loss": float(state.sums["loss"]) / state.count,
+                             "lr": first.param_groups[0]["lr"]}
+                    progress.update(1, shown)
+                    if mirror is not None:
+                        mirror.log({f"train/{k}": float(v) for k, v in metrics.items()}
+                                   | {"lr": shown["lr"]}, step=state.it)
+                else:
+                    progress.update(1, None)
+                if stop.requested():
+                    checkpointer.save(state)
+                    progress.line(f"{stop.reason}: checkpoint written, exiting")
+                    if stop.then is not None:
+                        stop.then()  # e.g. submitit requeues the job and exits
+                    raise Interrupted(stop.reason)
+                checkpointer.maybe_save(spec, state)
+
+            entry = {"epoch": state.epoch + 1, "step": state.it, "lr": first.param_groups[0]["lr"],
+                     **state.epoch_means()}
+            if not np.isfinite(entry["train/loss"]):
                 state.history.append(entry)
-                state.epoch += 1
-                raise Diverged(f"{task.metric} is {value} after epoch {state.epoch}")
-        state.epoch += 1
-        state.consider(value, task.goal)
-        entry["time_s"] = round(checkpointer.clock.elapsed(), 3)
-        state.close_epoch(entry)
-        progress.line(" | ".join(f"{k} {v:.5g}" if isinstance(v, float) else f"{k} {v}"
-                                 for k, v in entry.items()))
-        if mirror is not None:
-            mirror.log({k: v for k, v in entry.items() if k != "step"}, step=state.it)
-        checkpointer.maybe_save(spec, state)
+                raise Diverged(f"non-finite training loss in epoch {state.epoch + 1}")
+            value = None
+            if task.should_evaluate(state.epoch + 1):
+                set_mode(optimizers, "eval")
+                entry.update(task.evaluate(state.epoch + 1))
+                set_mode(optimizers, "train")
+                # An evaluation metric, or an epoch mean like train/acc; None: not available yet
+                # (e.g. no Pong episode has finished).
+                value = entry.get(task.metric)
+                if value is not None and not np.isfinite(value):
+                    state.history.append(entry)
+                    state.epoch += 1
+                    raise Diverged(f"{task.metric} is {value} after epoch {state.epoch}")
+            state.epoch += 1
+            state.consider(value, task.goal)
+            entry["time_s"] = round(self.clock.elapsed(), 3)
+            state.close_epoch(entry)
+            progress.line(" | ".join(f"{k} {v:.5g}" if isinstance(v, float) else f"{k} {v}"
+                                     for k, v in entry.items()))
+            if mirror is not None:
+                mirror.log({k: v for k, v in entry.items() if k != "step"}, step=state.it)
+            checkpointer.maybe_save(spec, state)
 
 
 def set_mode(optimizers: dict[str, torch.optim.Optimizer], mode: str) -> None:

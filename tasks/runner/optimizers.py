@@ -282,6 +282,14 @@ def _construct(cls: type[torch.optim.Optimizer], params: Iterable[Any], lr: floa
                         f"{', '.join(f'{k}={v!r}' for k, v in kwargs.items())})") from None
 
 
+@cache
+def _distributions() -> Mapping[str, list[str]]:
+    """Top-level module -> distributions, read once per process: it reads every installed
+    package's file list, seconds that each run would otherwise add to its overhead."""
+    return importlib.metadata.packages_distributions()
+
+
+
 # -- routed optimisers -------------------------------------------------------------------------
 def routes_of(cfg: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     """A Routed config's routes, their shape checked (each route's options are checked when it
@@ -378,7 +386,7 @@ def describe(cfg: Mapping[str, Any], optimizers: Mapping[str, torch.optim.Optimi
 
 def _provenance(cls: type) -> dict[str, str | None]:
     top = cls.__module__.split(".")[0]
-    dists = importlib.metadata.packages_distributions().get(top, [])
+    dists = _distributions().get(top, [])
     package = dists[0] if dists else top
     try:
         version = importlib.metadata.version(package)

@@ -29,17 +29,17 @@ def problems(configs: Iterable[DictConfig], labels: Iterable[str] = ()) -> list[
     for cfg in configs:
         label = next(labels, "")
         try:
-            ident = validation.validate(cfg)
-            needs = validation.task_config(cfg).needs()
+            spec = validation.validate(cfg)
+            needs = spec.task.needs()
             from .loop import check_run_folder
 
-            check_run_folder(ident.directory(str(cfg.out_dir)))
+            check_run_folder(spec.identity.directory(spec.run.out_dir))
         except UserError as err:
             lines.append(f"{label}: {err}" if label else str(err))
             continue
-        if cfg.download:
+        if spec.run.download:
             continue
-        data_dir = Path(str(cfg.data_dir))
+        data_dir = Path(spec.run.data_dir)
         for name in needs:
             if (data_dir, name) in checked:
                 continue

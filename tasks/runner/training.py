@@ -1,7 +1,8 @@
 """The two small types the loop is written with: how a run trains, and where it stands.
 
-:class:`TrainSpec` is everything the loop needs to know about the configuration, resolved once
-(so the loop never reads the config, and no default is repeated in code). :class:`TrainState`
+:class:`TrainSpec` is everything the loop needs to know about the run, resolved once from the
+validated :class:`~tasks.runner.validation.RunSpec` and the task (so no default is repeated in
+code). :class:`TrainState`
 is everything that changes while training; its ``state_dict`` is what a checkpoint stores.
 """
 
@@ -12,17 +13,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+
+from tasks.experiments.base import Schedule
 
 from . import schedules
-from .identity import plain
+from .validation import RunSpec
 
 
 @dataclass(frozen=True)
 class TrainSpec:
     epochs: int
     steps_per_epoch: int
-    schedule: dict[str, Any]
+    schedule: Schedule
     # Global-norm clipping: the optimiser config's grad_clip when it is set, else the task's;
     # None or 0 means no clipping.
     grad_clip: float | None
@@ -36,34 +38,32 @@ class TrainSpec:
     keep_checkpoint: bool
 
     @classmethod
-    def resolve(cls, cfg: DictConfig, epochs: int, steps_per_epoch: int,
+    def resolve(cls, spec: RunSpec, epochs: int, steps_per_epoch: int,
                 device: torch.device) -> TrainSpec:
-        data = plain(cfg)
-        task, ckpt = data["task"], data["checkpoint"]
-        clip = data["optimizer"].get("grad_clip")
-        if clip is None:
-            clip = task.get("grad_clip")
+        run, ckpt = spec.run, spec.run.checkpoint
         return cls(
             epochs=epochs,
             steps_per_epoch=steps_per_epoch,
-            schedule=task["schedule"],
-            grad_clip=float(clip) if clip else None,
-            precision=data["precision"],
-            compile=data["compile"],
-            log_every=data["log_every"],
-            check_every=1 if device.type == "cpu" else data["check_every"],
-            checkpoint_every_epochs=task.get("checkpoint_every_epochs") or ckpt["every_epochs"],
-            checkpoint_every_steps=ckpt["every_steps"],
-            checkpoint_every_minutes=ckpt["every_minutes"],
-            keep_checkpoint=ckpt["keep"],
+            schedule=spec.task.schedule,
+            grad_clip=spec.grad_clip,
+            precision=run.precision.value,
+            compile=run.compile,
+            log_every=run.log_every,
+            check_every=1 if device.type == "cpu" else run.check_every,
+            checkpoint_every_epochs=spec.task.checkpoint_every_epochs or ckpt.every_epochs,
+            checkpoint_every_steps=ckpt.every_steps,
+            checkpoint_every_minutes=ckpt.every_minutes,
+            keep_checkpoint=ckpt.keep,
         )
 
     @property
     def total_steps(self) -> int:
         return self.epochs * self.steps_per_epoch
 
-    def lr_factor(self, state: TrainState) -> float:
-        return schedules.lr_factor(self.schedule, it=state.it, epoch=state.epoch,
+    def lr_factor_at(self, it: int) -> float:
+        """The schedule's factor for item ``it`` (0-based, from the start of training; each
+        epoch has ``steps_per_epoch`` items): what the loop's LambdaLR schedulers apply."""
+        return schedules.lr_factor(self.schedule, it=it, epoch=it // self.steps_per_epoch,
                                    spe=self.steps_per_epoch, epochs=self.epochs)
 
     def autocast(self, device: torch.device) -> contextlib.AbstractContextManager:

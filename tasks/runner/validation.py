@@ -10,6 +10,9 @@ Three layers, each with Hydra's own mechanism where it fits:
   runs their range checks (``task.epochs=0``, ``log_every=0``);
 - **optimiser options** against the optimiser class itself (tasks/runner/optimizers.py) and the
   identity's own checks (seed range, lr, plain folder names: tasks/runner/identity.py).
+
+What passed the checks is what runs: :func:`validate` returns a :class:`RunSpec`, which holds the
+instantiated, checked dataclasses, and the runner and the tasks read nothing else.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import enum
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Optional
@@ -28,7 +32,7 @@ from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBas
 from tasks import experiments
 from tasks.errors import UserError
 from tasks.experiments import SCHEMAS
-from tasks.experiments.base import TaskConfig, require
+from tasks.experiments.base import Checked, TaskConfig, require, seal
 
 from . import identity
 from .optimizers import check_options
@@ -54,7 +58,7 @@ class WandbMode(enum.Enum):
 
 
 @dataclass
-class LoggerConfig:
+class LoggerConfig(Checked):
     name: LoggerName = MISSING
     project: Optional[str] = None  # noqa: UP045
     entity: Optional[str] = None  # noqa: UP045
@@ -66,11 +70,12 @@ class LoggerConfig:
 
 
 @dataclass
-class CheckpointConfig:
+class CheckpointConfig(Checked):
     every_epochs: Optional[int] = 1  # noqa: UP045
+    # also mid-epoch, so a preempted job loses at most this much
     every_minutes: Optional[float] = 10.0  # noqa: UP045
     every_steps: Optional[int] = None  # noqa: UP045
-    keep: bool = False
+    keep: bool = False  # keep checkpoint.pt after a run that ended ok
 
     def __post_init__(self) -> None:
         for name in ("every_epochs", "every_minutes", "every_steps"):
@@ -79,14 +84,14 @@ class CheckpointConfig:
 
 
 @dataclass
-class ClusterConfig:
-    gpus: int = 1
+class ClusterConfig(Checked):
+    gpus: int = 1  # per run; DDP runs get one process per GPU (fig9_imagenet sets 4)
     cpus_per_task: int = 8
     mem_gb: int = 32
-    timeout_min: int = 240
-    partition: Optional[str] = None  # noqa: UP045
-    account: Optional[str] = None  # noqa: UP045
-    qos: Optional[str] = None  # noqa: UP045
+    timeout_min: int = 240  # a job that reaches it is requeued and resumes from its checkpoint
+    partition: Optional[str] = "${oc.env:SLURM_PARTITION,null}"  # noqa: UP045
+    account: Optional[str] = "${oc.env:SLURM_ACCOUNT,null}"  # noqa: UP045
+    qos: Optional[str] = "${oc.env:SLURM_QOS,null}"  # noqa: UP045
 
     def __post_init__(self) -> None:
         require(self.gpus >= 0, f"cluster.gpus must be >= 0, got {self.gpus}")
@@ -96,34 +101,39 @@ class ClusterConfig:
 
 
 @dataclass
-class ScaleConfig:
+class ScaleConfig(Checked):
     name: str = MISSING
 
 
 @dataclass
-class RunConfig:
-    """The run's own keys (conf/config.yaml documents each); task and optimizer have their own."""
+class RunConfig(Checked):
+    """The run's own keys, each default written here once (conf/config.yaml starts from this
+    schema and sets only the config groups); task and optimizer have their own schemas."""
 
     task: Any = None
     optimizer: Any = None
     scale: ScaleConfig = MISSING
     logger: LoggerConfig = MISSING
     seed: int = 0
-    device: str = "auto"
-    data_dir: str = MISSING
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    data_dir: str = "${oc.env:NERO_DATA,data}"
+    # May a run fetch missing data itself? Prepare it first: make data TASKS=...
     download: bool = False
-    out_dir: str = MISSING
-    sweep: str = "adhoc"
-    force: bool = False
-    wait: bool = False
-    threads: Optional[int] = None  # noqa: UP045
+    out_dir: str = "${oc.env:NERO_OUT,outputs}"
+    sweep: str = "adhoc"  # part of every run's identity; experiments name their own
+    force: bool = False  # rerun a cell from scratch, even if its record already says ok
+    wait: bool = False  # a cell another process is training: wait for it (true) or refuse
+    threads: Optional[int] = None  # noqa: UP045 - torch CPU threads (null: torch's default)
+    # auto: deterministic kernels on the CPU, cuDNN autotuning on GPUs
     deterministic: Any = "auto"
+    # fp32 (the paper: IEEE, TF32 off) | tf32 (TF32 on GPUs) | bf16 (autocast)
     precision: Precision = Precision.fp32
-    compile: bool = False
+    compile: bool = False  # torch.compile the model(s); the paper ran eager fp32
     progress: bool = True
-    log_every: int = 50
-    check_every: int = 20
+    log_every: int = 50  # steps between progress/W&B updates (each one syncs the device)
+    check_every: int = 20  # steps between divergence checks on accelerators (every step on CPU)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    # What each SLURM job asks for (hydra/launcher=slurm); not part of a run's identity.
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     def __post_init__(self) -> None:
@@ -148,9 +158,10 @@ def register_schemas() -> None:
 
 
 def _instantiate(schema: type, values: dict[str, Any], where: str) -> Any:
-    """Merge ``values`` into a fresh ``schema`` and build it: unknown keys, types, ranges."""
+    """Merge ``values`` into a fresh ``schema`` and build it (unknown keys, types, ranges); the
+    instance is sealed read-only."""
     try:
-        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values))
+        return seal(OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values)))
     except ConfigKeyError as err:
         known = ", ".join(f.name for f in _fields(schema))
         key = f"{where}{err.full_key}" if err.full_key else where.rstrip(".")
@@ -170,15 +181,40 @@ def _fields(schema: type) -> list[Any]:
     return list(fields(schema))
 
 
-def validate(cfg: DictConfig) -> identity.Identity:
-    """Check a composed config before anything runs; returns the run's identity."""
+@dataclass(frozen=True)
+class RunSpec:
+    """One run, as validated: what the runner and the task read, and nothing else."""
+
+    run: RunConfig  # the run's own keys (the ``task`` and ``optimizer`` fields stay None)
+    task: TaskConfig  # the task's config, as its schema (the task's ``Config``)
+    # The optimiser config, checked against its class (tasks/runner/optimizers.py), which is
+    # its schema: any torch.optim.Optimizer, with the runner's keys beside the class's options.
+    optimizer: Mapping[str, Any]
+    identity: identity.Identity
+    optimizer_family: str  # the optimizer_family group's choice ("none" outside a family)
+    config: Mapping[str, Any]  # the whole resolved config, as the record stores it
+
+    @property
+    def grad_clip(self) -> float | None:
+        """Global-norm clipping: the optimizer config's when it is set, else the task's; None or
+        0 means none."""
+        clip = self.optimizer.get("grad_clip")
+        return (self.task.grad_clip if clip is None else clip) or None
+
+
+def validate(cfg: DictConfig) -> RunSpec:
+    """Check a composed config before anything runs; returns the run as checked, typed values."""
     data = identity.plain(cfg)
     check_finite(data)
-    _instantiate(RunConfig, {k: v for k, v in data.items() if k not in ("task", "optimizer")}, "")
-    task = task_config(cfg)
-    check_roles(data.get("optimizer") or {}, task)
-    check_options(data.get("optimizer") or {})
-    return identity.of(cfg)
+    run = _instantiate(RunConfig, {k: v for k, v in data.items() if k not in ("task", "optimizer")},
+                       "")
+    task = task_config(data)
+    optimizer = data.get("optimizer") or {}
+    check_roles(optimizer, task)
+    check_options(optimizer)
+    return RunSpec(run=run, task=task, optimizer=optimizer, identity=identity.of(cfg),
+                   optimizer_family=identity.choices_of(cfg).get("optimizer_family", "none"),
+                   config=data)
 
 
 def check_finite(node: Any, where: str = "") -> None:
@@ -202,7 +238,7 @@ def check_roles(optimizer: dict[str, Any], task: TaskConfig) -> None:
                         f"does not have; its roles are {', '.join(task.roles)}")
 
 
-def task_config(cfg: DictConfig) -> TaskConfig:
+def task_config(cfg: DictConfig | Mapping[str, Any]) -> TaskConfig:
     """The task's config as its schema's dataclass (with its checks run)."""
     task = identity.plain(cfg).get("task") or {}
     schema = SCHEMAS.get(str(task.get("name")))
