@@ -8,7 +8,7 @@ import pytest
 
 from tasks.experiments import TASKS, get_task
 from tasks.runner.validation import Precision, RunConfig, validate
-from tests.conftest import compose
+from tests.helpers import compose
 
 
 @pytest.mark.parametrize("task", sorted(TASKS))

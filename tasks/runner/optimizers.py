@@ -60,16 +60,25 @@ def _import(target: str) -> type[torch.optim.Optimizer]:
     return cls
 
 
-def accepted(cls: type[torch.optim.Optimizer]) -> set[str]:
-    """The keyword arguments the class's constructor takes besides params and lr. A constructor
-    with ``**kwargs`` adds those of the class above it that it hands them to (a package's base
-    class may swallow them: pytorch_optimizer's do, so a misspelt option would silently do
-    nothing)."""
-    return set(_named_options(cls)) - {"params", "lr", "defaults"}
+# Packages whose optimisers take ``**kwargs`` and drop what they do not know: a misspelt option
+# would do nothing, so their options are checked against the named arguments alone.
+SWALLOW_KWARGS = frozenset({"pytorch_optimizer"})
+
+
+def accepted(cls: type[torch.optim.Optimizer]) -> set[str] | None:
+    """The keyword arguments the class's constructor takes besides params and lr; None when it
+    takes any (``**kwargs`` handed on to code we cannot see, e.g. a user's composite)."""
+    named = _named_options(cls)
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in
+                    inspect.signature(cls.__init__).parameters.values())
+    if takes_any and cls.__module__.split(".")[0] not in SWALLOW_KWARGS:
+        return None
+    return set(named) - {"params", "lr", "defaults"}
 
 
 def _named_options(cls: type) -> dict[str, tuple[type, inspect.Parameter]]:
-    """Each named constructor argument, with the class whose ``__init__`` declares it."""
+    """Each named constructor argument, with the class whose ``__init__`` declares it (up the
+    classes a ``**kwargs`` constructor may hand them to)."""
     out: dict[str, tuple[type, inspect.Parameter]] = {}
     for klass in cls.__mro__:
         if "__init__" not in vars(klass) or klass is object:
@@ -103,11 +112,11 @@ def _checked(cls: type[torch.optim.Optimizer], options: Mapping[str, Any], where
     """``options`` as constructor arguments of ``cls``: every key one the class takes, every
     value of the type its signature gives (``where(key)`` names the key in messages)."""
     allowed = accepted(cls)
-    unknown = sorted(set(options) - allowed)
+    unknown = [] if allowed is None else sorted(set(options) - allowed)
     if unknown:
         raise UserError(
             f"optimizer {cls.__name__} has no option {', '.join(unknown)}; it accepts "
-            f"{', '.join(sorted(allowed | {'lr'}))} (and {others})")
+            f"{', '.join(sorted((allowed or set()) | {'lr'}))} (and {others})")
     for key, value in options.items():
         check_type(cls, key, value, where(key))
     return {k: (tuple(v) if _is_list(v) else v) for k, v in options.items() if v is not None}
