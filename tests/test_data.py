@@ -63,6 +63,33 @@ def test_mnist_download_failures_are_one_clear_line(tmp_path, monkeypatch):
     assert not list((tmp_path / "MNIST" / "raw").iterdir())
 
 
+def test_a_stalled_mirror_fails_in_one_line_instead_of_hanging(tmp_path, monkeypatch):
+    """A server that takes the connection and never answers: the download gives up after
+    DOWNLOAD_TIMEOUT_S (torchvision's download_url sets no timeout of its own)."""
+    import socket
+    import threading
+
+    before = socket.getdefaulttimeout()
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)  # the kernel completes the handshake; nothing ever replies
+    # Without the timeout this would hang: closing the listener after 20 s resets the connection,
+    # so the test then fails (on the message) instead of hanging the suite.
+    guard = threading.Timer(20, server.close)
+    guard.daemon = True
+    guard.start()
+    monkeypatch.setattr(prepare, "DOWNLOAD_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(prepare.Mnist, "MIRROR", f"http://127.0.0.1:{server.getsockname()[1]}/")
+    try:
+        with pytest.raises(UserError, match="could not download .*timed out"):
+            prepare.Mnist().fetch(tmp_path, "download")
+    finally:
+        guard.cancel()
+        server.close()
+    assert socket.getdefaulttimeout() == before  # the process's own default is left as it was
+    assert not list((tmp_path / "MNIST" / "raw").iterdir())
+
+
 def test_mnist_check_on_a_half_prepared_folder(tmp_path):
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,12 +57,18 @@ def sha256(path: Path) -> str:  # torchvision checks MD5s only; the FID weights 
     return digest.hexdigest()
 
 
+# A stalled mirror fails in one line instead of hanging: torchvision's download_url sets no timeout.
+DOWNLOAD_TIMEOUT_S = 60.0
+
+
 def _download(url: str, target: Path) -> None:
     """``url`` into ``target`` by torchvision's ``download_url``, whole or not at all: what a
     failed or interrupted download left (torchvision writes in place) is removed."""
     from torchvision.datasets.utils import download_url
 
     target.unlink(missing_ok=True)  # download_url keeps any file already there
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
         download_url(url, str(target.parent), target.name)
     except BaseException as err:
@@ -70,6 +77,8 @@ def _download(url: str, target: Path) -> None:
             raise UserError(f"could not download {url} ({err}); run where the network is, or put "
                             f"the file at {target} yourself") from None
         raise
+    finally:
+        socket.setdefaulttimeout(previous)
 
 
 class Item:
