@@ -18,7 +18,13 @@ from tasks.errors import UserError
 from tasks.runner import identity
 from tasks.runner.optimizers import build_optimizer, check_options
 from tasks.runner.routed import Routed
-from tests.helpers import REPO, compose, killed_and_resumed, run_cell, strip_times
+from tests.helpers import (
+    REPO,
+    assert_resumed_as_uninterrupted,
+    compose,
+    killed_and_resumed,
+    run_cell,
+)
 from tests.test_bad_input import assert_nothing_written, assert_one_line, snapshot, train
 from tests.test_optimizers import Mixed, loss_of, twin_models
 
@@ -128,9 +134,7 @@ def test_a_killed_muon_run_resumes_to_the_same_record_which_names_every_class(tm
     args = ["task=mnist_mlp", "optimizer=muon", "scale=smoke", "logger=none", "task.epochs=3",
             "task.n_train=4000", "checkpoint.every_steps=7", "threads=1"]
     a, b, stderr = killed_and_resumed(tmp_path, args)
-    assert "resuming" in stderr
-    assert strip_times(a["history"]) == strip_times(b["history"])
-    assert (a["final"], a["best"], a["steps"]) == (b["final"], b["best"], b["steps"])
+    assert_resumed_as_uninterrupted(a, b, stderr)
     described = a["optimizer_class"]
     assert described["class"] == "tasks.runner.routed.Routed"
     assert {n: r["class"] for n, r in described["routes"].items()} == {

@@ -49,6 +49,14 @@ def strip_times(history: list[dict]) -> list[dict]:
     return [{k: v for k, v in e.items() if k != "time_s"} for e in history]
 
 
+def assert_resumed_as_uninterrupted(a: dict, b: dict, stderr: str) -> None:
+    """``b`` (killed, then resumed) says it resumed and ends with ``a``'s (uninterrupted)
+    history, final and best values and step count."""
+    assert "resuming" in stderr
+    assert strip_times(a["history"]) == strip_times(b["history"])
+    assert (a["final"], a["best"], a["steps"]) == (b["final"], b["best"], b["steps"])
+
+
 def killed_and_resumed(tmp_path: Path, args: list[str], delay: float = 0.1
                        ) -> tuple[dict, dict, str]:
     """Run the CLI to the end; run it again, SIGKILL it ``delay`` seconds after it has written
