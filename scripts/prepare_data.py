@@ -27,13 +27,14 @@ from pathlib import Path
 
 from tasks.analysis.published import TABLE1_TASKS
 from tasks.errors import UserError, report
-from tasks.experiments.data.prepare import ITEMS, PAPER_RUNS
+from tasks.experiments import TASKS
+from tasks.experiments.data.prepare import ITEMS
 from tasks.runner.cli import compose
 from tasks.runner.validation import task_config
 
 GROUPS = {
     "table1": TABLE1_TASKS,
-    "all": sorted(PAPER_RUNS),
+    "all": sorted(TASKS),
 }
 
 
@@ -42,10 +43,10 @@ def tasks_of(spec: str) -> list[str]:
     for name in spec.split(","):
         name = name.strip()
         out += GROUPS.get(name, [name])
-    unknown = [t for t in out if t not in PAPER_RUNS]
+    unknown = [t for t in out if t not in TASKS]
     if unknown:
         raise UserError(f"unknown task {', '.join(unknown)}: choose from "
-                        f"{', '.join(sorted(PAPER_RUNS))}, or table1 or all")
+                        f"{', '.join(sorted(TASKS))}, or table1 or all")
     return list(dict.fromkeys(out))
 
 
@@ -89,7 +90,7 @@ def benchmarks(bench_dir: Path, gpu: str | None) -> list[tuple[Path, dict]]:
 def measured_hours_per_run(task: str, bench: dict) -> float | None:
     """One run's training time from a benchmark's step time through the runner, where it
     measured this task on data of the paper's shapes."""
-    steps = PAPER_RUNS[task].steps_per_run
+    steps = TASKS[task].paper.steps_per_run
     r = bench["tasks"].get(task)
     if steps is None or not r or "error" in r or not r.get("paper_shapes"):
         return None
@@ -105,7 +106,7 @@ def plan(tasks: list[str], data_dir: Path, measured: list[tuple[Path, dict]] | N
     total_runs = total_hours = 0.0
     per_device = [{"hours": 0.0, "measured": [], "paper": []} for _ in measured]
     for task in tasks:
-        facts = PAPER_RUNS[task]
+        facts = TASKS[task].paper
         sizes = [(name, sweep_size(name, task)) for name in facts.sweeps]
         runs = sum(n for _, n in sizes)
         hours = runs * facts.hours_per_run

@@ -135,13 +135,14 @@ def fmt(mean: float | None, std: float | None = None, digits: int = 3) -> str:
 
 
 def write_comparison(folder: Path, title: str, caption: str, header: list[str],
-                     rows: list[list[str]], notes: list[str] = ()) -> Path:
+                     rows: list[list[str]], notes: list[str] = (),
+                     name: str = "comparison.md") -> Path:
     lines = [f"# {title}", "", caption, "", "| " + " | ".join(header) + " |",
              "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     if notes:
         lines += [""] + [f"- {n}" for n in notes]
-    path = folder / "comparison.md"
+    path = folder / name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 import yaml
 
-from . import stats, tables
+from . import stats, tables, transfer
 from .artefacts import GOAL, Optimizers, Outcome
 from .published import TABLE1_TASKS
 from .selection import Cell, Record, Records, cell, defaults_for, usable
@@ -469,6 +469,33 @@ def sec4_memory(rec: Records) -> Part:
                         "no training: no interval]", [u]) for k, t, u in zip(kinds, texts, used)])
 
 
+def transfer_nero_lr(rec: Records) -> Part:
+    """Across each series (widths at one depth, depths at one width), Nero's best lr moves
+    fewer decades than Adam's and than SGD's. The best lr of a shape is its seed-0 run's, as the
+    protocol picks it: no interval. A tie is inconclusive (the grid cannot separate them)."""
+    sweep = transfer.collect(rec)
+    absent = [o for o in ("nero", "adam", "sgd") if o not in sweep.scores]
+    short = [name for name, s in (("widths", sweep.widths), ("depths", sweep.depths)) if len(s) < 2]
+    if absent or short:
+        missing = [f"{transfer.SWEEP}: {transfer.TASK}/{o}" for o in absent] + [
+            f"{transfer.SWEEP}: two or more {name}" for name in short]
+        return Part(NOT_RUN, "no records of " + "; ".join(missing), sweep.records, missing)
+    parts = []
+    for name, shapes in (("widths", sweep.widths), ("depths", sweep.depths)):
+        nero = sweep.moves("nero", shapes)
+        for o in ("adam", "sgd"):
+            other = sweep.moves(o, shapes)
+            if nero is None or other is None:
+                kind = NOT_RUN
+            else:
+                kind = HOLDS if nero < other else FAILS if nero > other else INCONCLUSIVE
+            parts.append(Part(kind, f"across {name} {', '.join(map(str, shapes))}: Nero's best lr "
+                              f"moves {transfer.decades(nero)} decades, "
+                              f"{tables.label(o)}'s {transfer.decades(other)} [seed 0: no "
+                              "interval]", sweep.records))
+    return all_of(parts)
+
+
 CLAIMS: list[Claim] = [
     Claim("table1.nero_best", "Nero has the best validation result in every row of Table 1.",
           "§5.5, Table 1", ("table1",), table1_nero_best),
@@ -502,6 +529,9 @@ CLAIMS: list[Claim] = [
           "Fig. 9, §5.6", ("fig9",), fig9_val),
     Claim("fig9.tuned", "Tuned Nero closes most (over half) of out-of-the-box Nero's validation "
           "gap to SGD with weight decay.", "Fig. 9, §5.6", ("fig9",), fig9_tuned),
+    Claim("transfer.nero_lr_moves_less", "Nero's best lr moves less across width and depth "
+          "than Adam's and SGD's (its \"little to no learning rate tuning\", as the network "
+          "grows; beyond the paper).", "abstract, §5", (transfer.SWEEP,), transfer_nero_lr),
     Claim("sec4.memory", "Nero's optimiser state is about the square root of Adam's.",
           "§1, §4", SEC4_SWEEPS, sec4_memory),
 ]

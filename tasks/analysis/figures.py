@@ -16,7 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 COLORS = {"nero": "tab:red", "sgd": "tab:blue", "adam": "tab:green", "lamb": "tab:purple",
-          "madam": "tab:orange"}
+          "madam": "tab:orange", "muon": "tab:brown"}
 MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*")  # one per seed or lr: overlapping lines stay apart
 PAPER_STYLE = dict(color="black", marker="D", markersize=4, capsize=3, linestyle="none",
                    zorder=5)

@@ -20,7 +20,7 @@ import yaml
 
 from tasks.runner.launch import CONF_DIR
 
-from . import artefacts, claims
+from . import artefacts, claims, transfer
 from .artefacts import Optimizers, Outcome
 from .published import TABLE1_TASKS
 from .selection import Records
@@ -64,6 +64,8 @@ ARTEFACTS: dict[str, Artefact] = {
     "fig9": _figure(artefacts.fig9, "fig9", ("fig9", None)),
     "lr_sensitivity": _figure(artefacts.lr_sensitivity, "lr_sensitivity", T1, comparison=False),
     "profile": _figure(artefacts.profile, "profile", T1, comparison=False),
+    "lr_transfer": Artefact(transfer.artefact, ("lr_transfer.png", "lr_transfer.pdf",
+                                                "lr_transfer.md"), ((transfer.SWEEP, None),)),
     "claims": Artefact(_claims, ("claims.md", "claims.csv"),
                        tuple((s, None) for s in dict.fromkeys(s for c in claims.CLAIMS
                                                               for s in c.sweeps))),

@@ -14,7 +14,8 @@ from . import published, stats
 from .selection import Cell, Records, usable, variant
 
 TABLE1_OPTIMIZERS = ("nero", "sgd", "adam", "lamb")
-OPT_LABELS = {"nero": "Nero", "sgd": "SGD", "adam": "Adam", "lamb": "LAMB"}
+OPT_LABELS = {"nero": "Nero", "sgd": "SGD", "adam": "Adam", "lamb": "LAMB", "madam": "Madam",
+              "muon": "Muon"}
 
 
 # Table 1 rows beyond the paper: shown (marked †) where their records exist.
@@ -24,7 +25,7 @@ BEYOND_TASKS = [{"task": "wikitext2_gpt2", "order": "7", "label": "Language mode
 
 
 def label(optimizer: str) -> str:
-    """A column's name; † marks an optimiser the paper did not run."""
+    """A column's name; † marks an optimiser the paper's Table 1 did not run."""
     return OPT_LABELS.get(optimizer, optimizer) + ("" if optimizer in TABLE1_OPTIMIZERS else "†")
 
 

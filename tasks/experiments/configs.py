@@ -338,28 +338,58 @@ class ImageNetConfig(_Synthetic, TaskConfig):
 
 # -- the table of tasks --------------------------------------------------------------------------
 @dataclass(frozen=True)
+class PaperRuns:
+    """What a task's paper-scale runs cost, for the plan (``make data ... PLAN=1``): its sweeps
+    (conf/experiment/), its parameter count, one run's time on the paper's hardware
+    (docs/experiments.md), and one run's training steps (epochs x iterations per epoch of its
+    config), which turn a measured time per step (scripts/bench_gpu.py) into hours; None where a
+    step is not one batch of a fixed size (PPO's updates, GPT-2's BPE stream)."""
+
+    sweeps: tuple[str, ...]
+    params_m: float
+    hours_per_run: float
+    hardware: str
+    steps_per_run: int | None = None
+
+
+@dataclass(frozen=True)
 class TaskEntry:
-    """A task's declaration: its class (``"module:Class"``, imported when a run needs it) and its
-    config's schema, whose ``real_data`` names every data item it may read. Its name is the key in
-    :data:`TASKS`, ``conf/task/<name>.yaml`` and ``conf/task_scale/<name>_smoke.yaml``."""
+    """A task's declaration: its class (``"module:Class"``, imported when a run needs it), its
+    config's schema, whose ``real_data`` names every data item it may read, and what its
+    paper-scale runs cost. Its name is the key in :data:`TASKS`, ``conf/task/<name>.yaml`` and
+    ``conf/task_scale/<name>_smoke.yaml``."""
 
     target: str
     schema: type[TaskConfig]
+    paper: PaperRuns
 
 
+RTX = "an RTX 2080Ti"
 TASKS: dict[str, TaskEntry] = {
-    "mnist_cwn": TaskEntry("tasks.experiments.mnist:MnistCWN", MnistCWNConfig),
-    "mnist_mlp": TaskEntry("tasks.experiments.mnist:MnistMLP", MnistMLPConfig),
-    "cifar10_vgg11": TaskEntry("tasks.experiments.cifar:Cifar10Classifier", CifarConfig),
-    "cifar10_resnet18": TaskEntry("tasks.experiments.cifar:Cifar10Classifier", CifarConfig),
-    "cifar10_cgan": TaskEntry("tasks.experiments.cgan:Cifar10CGAN", CganConfig),
-    "wikitext2_transformer": TaskEntry("tasks.experiments.wikitext2:Wikitext2LM",
-                                       Wikitext2Config),
-    "wikitext2_gpt2": TaskEntry("tasks.experiments.wikitext2:Wikitext2GPT2",  # beyond the paper
-                                Gpt2Config),
+    "mnist_cwn": TaskEntry("tasks.experiments.mnist:MnistCWN", MnistCWNConfig,
+                           PaperRuns(("fig3_cwn",), 2.47, 1 / 60, "a P100", 5 * 240)),
+    "mnist_mlp": TaskEntry("tasks.experiments.mnist:MnistMLP", MnistMLPConfig,
+                           PaperRuns(("fig3_deep_mlp",), 60.9, 0.5, "a P100", 50 * 240)),
+    # 199 epochs of ceil(50 000 / 128) = 391 iterations
+    "cifar10_vgg11": TaskEntry("tasks.experiments.cifar:Cifar10Classifier", CifarConfig,
+                               PaperRuns(("table1", "fig1_constraints", "fig2_granularity"), 28.1,
+                                         1.0, RTX, 199 * 391)),
+    "cifar10_resnet18": TaskEntry("tasks.experiments.cifar:Cifar10Classifier", CifarConfig,
+                                  PaperRuns(("table1",), 11.2, 2.0, RTX, 199 * 391)),
+    "cifar10_cgan": TaskEntry("tasks.experiments.cgan:Cifar10CGAN", CganConfig,
+                              PaperRuns(("table1",), 4.83, 3.0, RTX, 121 * 196)),
+    "wikitext2_transformer": TaskEntry("tasks.experiments.wikitext2:Wikitext2LM", Wikitext2Config,
+                                       PaperRuns(("table1",), 13.8, 0.25, RTX, 20 * 2984)),
+    # beyond the paper: E5's LM's time, for a model of about its size
+    "wikitext2_gpt2": TaskEntry("tasks.experiments.wikitext2:Wikitext2GPT2", Gpt2Config,
+                                PaperRuns(("table1",), 7.3, 0.25, f"{RTX} (as E5's LM)")),
     "multi30k_transformer": TaskEntry("tasks.experiments.multi30k:Multi30kTranslation",
-                                      Multi30kConfig),
-    "pong_ppo": TaskEntry("tasks.experiments.pong_ppo:PongPPO", PongConfig),
-    "imagenet_resnet50": TaskEntry("tasks.experiments.imagenet:ImageNetResNet50",
-                                   ImageNetConfig),
+                                      Multi30kConfig,
+                                      PaperRuns(("table1",), 49.0, 1.0, RTX, 100 * 227)),
+    "pong_ppo": TaskEntry("tasks.experiments.pong_ppo:PongPPO", PongConfig,
+                          PaperRuns(("table1", "fig8_lamb_beta1"), 0.87, 1.5, RTX)),
+    # 90 epochs of ceil(1 281 167 / 400) = 3 203 global batches
+    "imagenet_resnet50": TaskEntry("tasks.experiments.imagenet:ImageNetResNet50", ImageNetConfig,
+                                   PaperRuns(("fig9_imagenet",), 25.6, 180.0,
+                                             "4 RTX 2080Tis (45 h)", 90 * 3203)),
 }

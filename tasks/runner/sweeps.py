@@ -12,10 +12,15 @@ from pathlib import Path
 
 from .launch import REPO
 
-# --demo: smaller lr grids, so that every pipeline runs end to end in minutes
+# --demo: smaller lr grids (and, where an experiment has many cells, fewer of them), so that
+# every pipeline runs end to end in minutes
 DEMO_GRIDS = {"table1": "0.01,0.1", "fig1_constraints": "0.01,0.04",
               "fig2_granularity": "0.01,0.04", "fig3_deep_mlp": "0.001,0.1",
-              "fig8_lamb_beta1": "0.001,0.01"}
+              "fig8_lamb_beta1": "0.001,0.01", "mnist_lr_transfer": "0.01,0.1"}
+DEMO_OVERRIDES = {"mnist_lr_transfer": (  # two widths and two depths, the claim's optimisers
+    "optimizer=nero,sgd,adam",
+    "hydra.sweeper.cells=[['task.width=16','task.depth=2'],['task.width=32','task.depth=2'],"
+    "['task.width=32','task.depth=3']]")}
 
 
 def command(experiment: str, task: str | None, args: argparse.Namespace, out: Path,
@@ -27,6 +32,8 @@ def command(experiment: str, task: str | None, args: argparse.Namespace, out: Pa
         cmd.append(f"task={task}")
     if args.demo and experiment in DEMO_GRIDS:
         cmd.append(f"optimizer.lr={DEMO_GRIDS[experiment]}")
+    if args.demo:
+        cmd += DEMO_OVERRIDES.get(experiment, ())
     return cmd + list(args.overrides)
 
 

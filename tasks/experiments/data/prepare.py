@@ -352,36 +352,3 @@ ITEMS: dict[str, Item] = {"mnist": Mnist(), "cifar10": Cifar10(), "wikitext2": W
 def check_all(names: Iterable[str], data_dir: Path) -> list[Check]:
     return [ITEMS[n].check(data_dir) for n in dict.fromkeys(names)]
 
-
-@dataclass(frozen=True)
-class PaperRuns:
-    """What a task's paper-scale runs cost, for the plan: its sweeps (conf/experiment/), its
-    parameter count, one run's time on the paper's hardware (docs/experiments.md), and one
-    run's training steps (epochs x iterations per epoch of its config), which turn a measured
-    time per step (scripts/bench_gpu.py) into hours; None where a step is not one batch of a
-    fixed size (PPO's updates, GPT-2's BPE stream)."""
-
-    sweeps: tuple[str, ...]
-    params_m: float
-    hours_per_run: float
-    hardware: str
-    steps_per_run: int | None = None
-
-
-PAPER_RUNS: dict[str, PaperRuns] = {
-    "mnist_cwn": PaperRuns(("fig3_cwn",), 2.47, 1 / 60, "a P100", 5 * 240),
-    "mnist_mlp": PaperRuns(("fig3_deep_mlp",), 60.9, 0.5, "a P100", 50 * 240),
-    # 199 epochs of ceil(50 000 / 128) = 391 iterations
-    "cifar10_vgg11": PaperRuns(("table1", "fig1_constraints", "fig2_granularity"), 28.1, 1.0,
-                               "an RTX 2080Ti", 199 * 391),
-    "cifar10_resnet18": PaperRuns(("table1",), 11.2, 2.0, "an RTX 2080Ti", 199 * 391),
-    "cifar10_cgan": PaperRuns(("table1",), 4.83, 3.0, "an RTX 2080Ti", 121 * 196),
-    "wikitext2_transformer": PaperRuns(("table1",), 13.8, 0.25, "an RTX 2080Ti", 20 * 2984),
-    "multi30k_transformer": PaperRuns(("table1",), 49.0, 1.0, "an RTX 2080Ti", 100 * 227),
-    "pong_ppo": PaperRuns(("table1", "fig8_lamb_beta1"), 0.87, 1.5, "an RTX 2080Ti"),
-    # 90 epochs of ceil(1 281 167 / 400) = 3 203 global batches
-    "imagenet_resnet50": PaperRuns(("fig9_imagenet",), 25.6, 180.0, "4 RTX 2080Tis (45 h)",
-                                   90 * 3203),
-    # beyond the paper: E5's LM's time, for a model of about its size
-    "wikitext2_gpt2": PaperRuns(("table1",), 7.3, 0.25, "an RTX 2080Ti (as E5's LM)"),
-}
