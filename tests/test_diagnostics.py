@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +16,8 @@ import torch
 from torch import nn
 
 from nero import Nero
-from tasks.runner import checkpoints, validation
+from tasks.runner import checkpoints, loop, validation
 from tasks.runner.diagnostics import ANGLE_UNIT, FIGURE, STATS, Diagnostics
-from tasks.runner.loop import CHECKPOINT
 from tests.helpers import (
     assert_resumed_as_uninterrupted,
     compose,
@@ -109,11 +109,35 @@ def test_a_zero_neuron_has_no_angle_and_a_tensor_of_zeros_none():
     assert s["angle_mean"][1] is None and s["angle_max"][1] is None and s["norm_max"][1] == 0
 
 
+class FakeMirror:
+    """Stands for WandbMirror: keeps what the run logs."""
+
+    logged: list[tuple[dict, int]] = []
+
+    def __init__(self, *args, run_id=None, **kwargs) -> None:
+        self.run_id = "fake"
+
+    def log(self, metrics, step: int) -> None:
+        self.logged.append((dict(metrics), step))
+
+    def log_image(self, key: str, path) -> None:
+        pass
+
+    def finish(self, record, exit_code: int = 0) -> None:
+        pass
+
+
 @pytest.fixture(scope="module")
 def on_and_off(tmp_path_factory):
-    """One smoke run with diagnostics, one without (each keeps its checkpoint of epoch 1)."""
+    """One smoke run with diagnostics (its W&B mirror a fake), one without; each keeps its
+    checkpoint of epoch 1."""
     on, off = tmp_path_factory.mktemp("on"), tmp_path_factory.mktemp("off")
-    return (run_cell(on, *SMOKE, "diagnostics=true"), run_cell(off, *SMOKE)), off
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(loop, "WandbMirror", FakeMirror)
+        with_diagnostics = loop.run(compose(*SMOKE, "diagnostics=true", "logger=wandb",
+                                            "progress=false", f"out_dir={on}",
+                                            f"data_dir={on / 'data'}"))
+    return (with_diagnostics, run_cell(off, *SMOKE)), off
 
 
 def test_with_nero_the_record_shows_zero_mean_unit_norm_neurons_and_a_figure(on_and_off):
@@ -136,13 +160,19 @@ def test_with_nero_the_record_shows_zero_mean_unit_norm_neurons_and_a_figure(on_
             assert max(abs(s["mean_min"][e]) for e in (0, 1)) <= d * EPS, name
             assert max(abs(s["mean_max"][e]) for e in (0, 1)) <= d * EPS, name
     # Epoch 1's norms and means, by hand from the weights the checkpoint of epoch 1 holds.
-    payload = checkpoints.load(folder / CHECKPOINT, record["fingerprint"])
+    payload = checkpoints.load(folder / loop.CHECKPOINT, record["fingerprint"])
     assert payload["diagnostics"]["start"] is None  # nothing mid-epoch to keep
     for key, w in payload["modules"]["model"].items():
         end = w.double().numpy()
         got = {stat: layers[f"model.{key}"][stat][0] for stat in STATS}
         assert_close(got, expected(end, end), end, end, stats=STATS[:8])  # no angle: no start
     assert (folder / FIGURE).read_bytes().startswith(PNG)
+    # W&B got each epoch's values at the epoch's last step, under diag/<layer>/<stat>.
+    diag_logs = [(m, step) for m, step in FakeMirror.logged if any(k.startswith("diag/") for k in m)]
+    assert [step for _, step in diag_logs] == [e["step"] for e in record["history"]]
+    for epoch, (metrics, _) in enumerate(diag_logs):
+        assert metrics == {f"diag/{name}/{stat}": s[stat][epoch]
+                           for name, s in layers.items() for stat in STATS}
 
 
 def test_without_diagnostics_nothing_is_computed_kept_or_drawn(on_and_off):
@@ -151,7 +181,7 @@ def test_without_diagnostics_nothing_is_computed_kept_or_drawn(on_and_off):
     assert "diagnostics" not in off
     assert set(on) - set(off) == {"diagnostics"} and set(off) <= set(on)
     assert not (folder / FIGURE).exists()
-    assert "diagnostics" not in checkpoints.load(folder / CHECKPOINT, off["fingerprint"])
+    assert "diagnostics" not in checkpoints.load(folder / loop.CHECKPOINT, off["fingerprint"])
     # The same run either way: the same folder under its out_dir, fingerprint and training.
     assert on["fingerprint"] == off["fingerprint"] and on["identity"] == off["identity"]
     assert strip_times(on["history"]) == strip_times(off["history"])
@@ -166,6 +196,23 @@ def test_an_ok_record_without_diagnostics_is_skipped_and_says_how_to_get_them(on
     printed = capsys.readouterr().out
     assert re.search(r"skipping .*: its record already says ok but has no diagnostics "
                      r"\(force=true reruns it with them\)", printed), printed
+
+
+def test_resumed_from_a_checkpoint_without_diagnostics_they_start_at_the_next_epoch(
+        on_and_off, tmp_path):
+    (on, off), out = on_and_off
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    folder = copy / Path(off["_path"]).parent.relative_to(out)
+    (folder / "record.json").unlink()  # left: the checkpoint of epoch 1, written without them
+    resumed = run_cell(copy, *SMOKE, "diagnostics=true")
+    assert resumed["notes"] == ["diagnostics from epoch 2 on: the checkpoint resumed was "
+                                "written without them"]
+    diag = resumed["diagnostics"]
+    assert diag["epochs"] == [2]
+    for name, s in diag["layers"].items():  # epoch 2 as the uninterrupted run saw it
+        assert {k: v[0] for k, v in s.items() if k != "neurons"} == {
+            k: v[1] for k, v in on["diagnostics"]["layers"][name].items() if k != "neurons"}
 
 
 def test_diagnostics_is_not_part_of_the_identity():

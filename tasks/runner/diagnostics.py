@@ -76,7 +76,7 @@ class Diagnostics:
 
     def __init__(self, modules: Mapping[str, nn.Module]) -> None:
         self.params = {f"{role}.{name}": p for role, module in modules.items()
-                       for name, p in module.named_parameters()}
+                       for name, p in module.named_parameters() if p.numel() > 0}
         self.start: dict[str, Tensor] | None = None  # the weights when the epoch began
         self.epochs: list[int] = []  # the epochs (1-based) the series have values for
         self.series: dict[str, dict[str, list[float | None]]] = {
