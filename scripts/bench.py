@@ -50,7 +50,9 @@ SECTIONS = [
             "reference path the kernels are tested against."),
     Section("Runner overhead", "bench_runner.py", True,
             "An MNIST-MLP epoch through the runner (`tasks/runner/loop.py`: record, checks, "
-            "progress) against a bare PyTorch loop doing the same work, rounds interleaved."),
+            "progress) against a bare PyTorch loop doing the same work, rounds interleaved; "
+            "with `diagnostics=false` (the default) and with `diagnostics=true` (per-layer "
+            "norms, means and angles each epoch, and the run's figure)."),
     Section("Training throughput (fp32, Nero)", "bench_throughput.py", True,
             "Full training steps (forward, backward, Nero step) of the paper's models on "
             "synthetic data already on the device."),

@@ -449,6 +449,7 @@ TRAIN = [
     case("threads-abc", "threads=abc", "threads"),
     case("device-tpu", "device=tpu", "device must be auto"),
     case("deterministic-maybe", "deterministic=maybe", "deterministic must be auto"),
+    case("diagnostics-maybe", "diagnostics=maybe", "diagnostics"),
     case("every-steps-zero", "checkpoint.every_steps=0", "checkpoint.every_steps must be > 0"),
     case("cluster-gpus-negative", "cluster.gpus=-1", "cluster.gpus must be >= 0"),
     case("cluster-mem-zero", "cluster.mem_gb=0", "cluster.mem_gb must be > 0"),

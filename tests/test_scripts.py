@@ -18,7 +18,9 @@ from tests.helpers import REPO
 # A line of each script's own output that holds a measured number.
 MEASURED = {
     "bench_optim.py": r"nero\(fused\)\s+\d+\.\d+\s+\d+\.\d+",
-    "bench_runner.py": r"bare loop \d+\.\d+s\s+runner \d+\.\d+s\s+overhead [+-]\d+\.\d+%",
+    "bench_runner.py": r"diagnostics=false\s+bare loop \d+\.\d+s\s+runner \d+\.\d+s\s+overhead "
+                       r"[+-]\d+\.\d+%.*\n\s+diagnostics=true\s+bare loop \d+\.\d+s\s+runner "
+                       r"\d+\.\d+s\s+overhead [+-]\d+\.\d+%",
     "bench_throughput.py": r"transformer_lm\s+\d+\.\d+ tokens/s",
     "bench_ppo.py": r"end to end \(sync\):\s+\d+ agent steps/s",
 }

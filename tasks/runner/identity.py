@@ -39,7 +39,7 @@ from .optimizers import check_lr
 # Top-level keys, and keys under task, that do not change what a run computes.
 NOT_COMPUTING = frozenset({
     "logger", "device", "data_dir", "download", "out_dir", "checkpoint", "progress", "threads", "force",
-    "hydra", "run_dir", "log_every", "check_every", "sweep", "wait", "cluster",
+    "hydra", "run_dir", "log_every", "check_every", "sweep", "wait", "cluster", "diagnostics",
     "task.num_workers", "task.fid.inception_path",
     "task.checkpoint_every_epochs",
 })

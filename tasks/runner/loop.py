@@ -45,6 +45,7 @@ from tasks.experiments.base import RunContext, Task
 from tasks.files import check_regular
 
 from . import checkpoints, identity, locks, records, validation
+from .diagnostics import FIGURE, Diagnostics
 from .optimizers import build_optimizer, describe
 from .reporting import Progress, WandbMirror
 from .training import TrainSpec, TrainState
@@ -117,7 +118,11 @@ def reusable_record(out: Path, spec: RunSpec) -> dict[str, Any] | None:
                         "away, or rerun with force=true to replace it")
     if existing.get("status") != "ok":
         return None
-    print(f"skipping {out}: its record already says ok (force=true reruns it)", flush=True)
+    if spec.run.diagnostics and existing.get("diagnostics") is None:
+        print(f"skipping {out}: its record already says ok but has no diagnostics (force=true "
+              "reruns it with them)", flush=True)
+    else:
+        print(f"skipping {out}: its record already says ok (force=true reruns it)", flush=True)
     existing.update(_path=str(path), skipped=True)
     return existing
 
@@ -129,6 +134,7 @@ def _train_cell(cell: RunSpec, out: Path, main: bool, world: int, local_rank: in
     ckpt_path = out / CHECKPOINT
     if main:
         checkpoints.remove_stale_temporaries(out)
+        (out / FIGURE).unlink(missing_ok=True)  # an earlier run's: this one draws its own
         if cell.run.force:
             ckpt_path.unlink(missing_ok=True)
     device = _prepare_process(cell, world, local_rank)
@@ -171,10 +177,12 @@ def _train_cell(cell: RunSpec, out: Path, main: bool, world: int, local_rank: in
     finally:
         progress.close()
         task.close()
-    _record_tail(record, task, state, training.clock, training.notes)
+    _record_tail(record, task, state, training.clock, training.notes, training.diagnostics)
     distributed.barrier()
     if main:
         records.write(out / records.RECORD, record)
+        if training.diagnostics is not None:
+            training.diagnostics.write_figure(out / FIGURE)
         if record["status"] == "ok" and ckpt_path.exists() and not spec.keep_checkpoint:
             ckpt_path.unlink()
     if mirror is not None:
@@ -240,8 +248,9 @@ def _record_head(spec: RunSpec, task: Task, device: torch.device, world: int,
 
 
 def _record_tail(record: dict[str, Any], task: Task, state: TrainState, clock: Clock,
-                 notes: list[str]) -> None:
-    """What a record says after training: the metric, the history and how it ended."""
+                 notes: list[str], diagnostics: Diagnostics | None) -> None:
+    """What a record says after training: the metric, the history and how it ended (and, with
+    ``diagnostics=true``, the per-layer diagnostics: a record without them has no such key)."""
     evaluated = [e[task.metric] for e in state.history if e.get(task.metric) is not None]
     record.update(
         final=records.finite_or_none(evaluated[-1]) if evaluated else None,
@@ -255,6 +264,8 @@ def _record_tail(record: dict[str, Any], task: Task, state: TrainState, clock: C
         wall_time_s=round(clock.elapsed(), 3),
         finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
+    if diagnostics is not None:
+        record["diagnostics"] = diagnostics.as_record()
     if record["status"] == "ok" and record["final"] is None:
         record.update(status="failed", reason=f"{task.metric} was never available")
 
@@ -276,13 +287,17 @@ class Training:
         self.checkpointer = Checkpointer(checkpoint, fingerprint, writes, self.clock, self._parts)
         self.notes: list[str] = []  # what the record should say about how the run went
         self.schedulers: list[torch.optim.lr_scheduler.LambdaLR] = []
+        self.diagnostics = Diagnostics(task.modules()) if spec.diagnostics else None
 
     def _parts(self) -> dict[str, Any]:
         """What a checkpoint holds besides the state, the fingerprint and the W&B run."""
-        return {"modules": {r: m.state_dict() for r, m in self.task.modules().items()},
-                "optimizers": {r: o.state_dict() for r, o in self.optimizers.items()},
-                "task": self.task.state_dict(),
-                "rng": checkpoints.rng_state()}
+        parts = {"modules": {r: m.state_dict() for r, m in self.task.modules().items()},
+                 "optimizers": {r: o.state_dict() for r, o in self.optimizers.items()},
+                 "task": self.task.state_dict(),
+                 "rng": checkpoints.rng_state()}
+        if self.diagnostics is not None:  # mid-epoch, with the weights the epoch started from
+            parts["diagnostics"] = self.diagnostics.state_dict()
+        return parts
 
     def _schedule_lrs(self) -> None:
         """One LambdaLR per optimiser over the schedule, at the item training goes on with (the
@@ -307,6 +322,8 @@ class Training:
                 opt.load_state_dict(payload["optimizers"][role])
             self.task.load_state_dict(payload["task"])
             self.state.load_state_dict(payload["state"], self.device)
+            if self.diagnostics is not None and "diagnostics" in payload:
+                self.diagnostics.load_state_dict(payload["diagnostics"])
             checkpoints.set_rng_state(payload["rng"])
             self._schedule_lrs()
         except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as err:
@@ -320,6 +337,11 @@ class Training:
         self.checkpointer.wandb_id = payload.get("wandb_id")
         self.progress.done = state.it
         self.progress.line(f"resuming {path.parent} from epoch {state.epoch + 1}, item {state.pos}")
+        if self.diagnostics is not None and "diagnostics" not in payload:
+            first = state.epoch + (1 if state.pos == 0 else 2)
+            self.notes.append(f"diagnostics from epoch {first} on: the checkpoint resumed was "
+                              "written without them")
+            self.progress.line(f"note: {self.notes[-1]}")
         if payload.get("threads") not in (None, torch.get_num_threads()):
             self.notes.append(f"resumed with {torch.get_num_threads()} CPU threads after "
                               f"{payload['threads']}: float sums may round differently from an "
@@ -332,7 +354,10 @@ class Training:
         stepper = OptimizerStepper(optimizers, spec.grad_clip)
         first = next(iter(optimizers.values()))
         set_mode(optimizers, "train")
+        diagnostics = self.diagnostics
         while state.epoch < spec.epochs:
+            if diagnostics is not None and state.pos == 0:
+                diagnostics.begin_epoch()
             for item in task.batches(state.epoch, state.pos):
                 for scheduler in self.schedulers:  # from the last item's lr to this one's
                     if scheduler.last_epoch < state.it:
@@ -359,6 +384,10 @@ class Training:
                     raise Interrupted(stop.reason)
                 checkpointer.maybe_save(spec, state)
 
+            if diagnostics is not None:  # the weights the epoch trained, before any evaluation
+                diag = diagnostics.end_epoch(state.epoch + 1)
+                if mirror is not None and diag:
+                    mirror.log(diag, step=state.it)
             entry = {"epoch": state.epoch + 1, "step": state.it, "lr": first.param_groups[0]["lr"],
                      **state.epoch_means()}
             if not np.isfinite(entry["train/loss"]):
@@ -556,7 +585,8 @@ def check_run_folder(folder: Path) -> None:
     folders or devices, before Hydra or the runner opens one (tasks/files.py says why)."""
     logs = sorted(folder.glob("*.log")) if folder.is_dir() else []
     check_regular([folder / locks.LOCK, folder / records.RECORD, folder / CHECKPOINT,
-                   *(folder / name for name in HYDRA_FILES), *logs], folders=[folder / ".hydra"])
+                   folder / FIGURE, *(folder / name for name in HYDRA_FILES), *logs],
+                  folders=[folder / ".hydra"])
 
 
 # Bytes the writability probe writes: a folder with less room than this fails here, before

@@ -36,6 +36,7 @@ class TrainSpec:
     checkpoint_every_steps: int | None
     checkpoint_every_minutes: float | None
     keep_checkpoint: bool
+    diagnostics: bool  # per-layer norms, means and angles each epoch (diagnostics.py)
 
     @classmethod
     def resolve(cls, spec: RunSpec, epochs: int, steps_per_epoch: int,
@@ -54,6 +55,7 @@ class TrainSpec:
             checkpoint_every_steps=ckpt.every_steps,
             checkpoint_every_minutes=ckpt.every_minutes,
             keep_checkpoint=ckpt.keep,
+            diagnostics=run.diagnostics,
         )
 
     @property

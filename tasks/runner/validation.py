@@ -132,6 +132,9 @@ class RunConfig(Checked):
     progress: bool = True
     log_every: int = 50  # steps between progress/W&B updates (each one syncs the device)
     check_every: int = 20  # steps between divergence checks on accelerators (every step on CPU)
+    # Per-layer neuron norms, means and angles each epoch (tasks/runner/diagnostics.py): into
+    # the record, W&B and diagnostics.png; not part of the identity.
+    diagnostics: bool = False
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     # What each SLURM job asks for (hydra/launcher=slurm); not part of a run's identity.
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
