@@ -35,11 +35,11 @@ def test_lr_grid_then_seeds_end_to_end(tmp_path):
                     f"out_dir={tmp_path}", "optimizer=nero,sgd", "optimizer.lr=0.001,0.1",
                     "task.depth=3", f"hydra/launcher={launcher}", *extra, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    found = {(r["optimizer"], r["lr"], r["seed"]): r for r in records.find(tmp_path)}
+    found = {(r.optimizer, r.lr, r.seed): r for r in records.find(tmp_path)}
     stage1 = {(o, lr, 0) for o in ("nero", "sgd") for lr in (0.001, 0.1)}
     assert stage1 <= set(found)
     for opt in ("nero", "sgd"):
-        seed0 = {lr: found[(opt, lr, 0)]["final"] for lr in (0.001, 0.1)}
+        seed0 = {lr: found[(opt, lr, 0)].final for lr in (0.001, 0.1)}
         best = max(seed0, key=seed0.get)  # train/acc: higher is better
         assert {(opt, best, 1), (opt, best, 2)} <= set(found)
         other = 0.1 if best == 0.001 else 0.001
