@@ -210,9 +210,10 @@ def test_gpt2_task_trains_at_smoke_scale(tmp_path):
 def test_the_gpt2_row_is_marked_beyond_the_paper(tmp_path):
     from tasks.analysis import tables
     from tasks.analysis.selection import Records
+    from tasks.runner.identity import Identity
+    from tasks.runner.records import Record
 
-    rs = [{"task": "wikitext2_gpt2", "optimizer": "nero", "lr": 0.01, "seed": s, "final": 150.0,
-           "status": "ok", "scale": "smoke", "sweep": "table1", "variant": {}, "history": []}
+    rs = [Record(Identity("table1", "smoke", "wikitext2_gpt2", "nero", 0.01, s), "ok", final=150.0)
           for s in range(3)]
     md = tables.table1_markdown(tables.table1(Records(rs)))
     row = next(line for line in md.splitlines() if "GPT-2" in line)

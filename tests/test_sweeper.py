@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from hydra_plugins.nero_sweeper.grid import GridSweeper, best_lrs
 from tasks.analysis.selection import cell
 from tasks.runner import records
+from tasks.runner.identity import Identity
 from tests.helpers import compose, train_cli
 
 
@@ -75,11 +77,11 @@ def test_the_sweeper_and_the_analysis_pick_the_same_lr_on_a_tie():
     finals = [3.0, 3.0, -2.0]
     results = [{"status": "ok", "final": f, "goal": "max"} for f in finals]
     assert best_lrs(jobs, results, "optimizer.lr", "seed") == {("optimizer=sgd",): "optimizer.lr=0.01"}
-    rs = [{"task": "t", "optimizer": "sgd", "lr": float(j[1].split("=")[1]), "seed": 0,
-           "final": f, "status": "ok"} for j, f in zip(jobs, finals)]
+    rs = [records.Record(Identity("s", "smoke", "t", "sgd", float(j[1].split("=")[1]), 0), "ok",
+                         final=f) for j, f in zip(jobs, finals)]
     assert cell("t", "sgd", rs, "max").lr == 0.01
     # No tie: both follow seed 0 at each lr, and a min goal flips the order.
     results = [{"status": "ok", "final": f, "goal": "min"} for f in finals]
-    rs = [dict(r, final=f) for r, f in zip(rs, finals)]
+    rs = [dataclasses.replace(r, final=f) for r, f in zip(rs, finals)]
     assert best_lrs(jobs, results, "optimizer.lr", "seed") == {("optimizer=sgd",): "optimizer.lr=1.0"}
     assert cell("t", "sgd", rs, "min").lr == 1.0
