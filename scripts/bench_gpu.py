@@ -184,15 +184,15 @@ def bench_task(task: str, device: torch.device, steps: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         warm = loop.run(compose(*task_overrides(task, 3, device, out / "warm")))
-        if warm["status"] != "ok":
-            raise RuntimeError(f"{task}: the warm-up run ended {warm['status']}: {warm['reason']}")
+        if warm.status != "ok":
+            raise RuntimeError(f"{task}: the warm-up run ended {warm.status}: {warm.reason}")
         cfg = compose(*task_overrides(task, steps, device, out / "timed"))
         peak_reset(device)
         record = loop.run(cfg)
         runner_peak = peak_gb(device)
-        if record["status"] != "ok":
-            raise RuntimeError(f"{task}: the timed run ended {record['status']}: {record['reason']}")
-        runner_s = record["wall_time_s"] / record["steps"]
+        if record.status != "ok":
+            raise RuntimeError(f"{task}: the timed run ended {record.status}: {record.reason}")
+        runner_s = record.wall_time_s / record.steps
 
         run = validate(cfg)
         peak_reset(device)
@@ -215,7 +215,7 @@ def bench_task(task: str, device: torch.device, steps: int) -> dict[str, Any]:
         built.close()
     batch = run.task.batch_size * getattr(run.task, "bptt", 1)
     return {"batch_size": run.task.batch_size, "items_per_step": batch,
-            "unit": TASKS[task]["unit"], "steps": record["steps"],
+            "unit": TASKS[task]["unit"], "steps": record.steps,
             "paper_shapes": TASKS[task]["paper_shapes"],
             "runner_s_per_step": runner_s, "bare_s_per_step": bare_s,
             "runner_items_per_s": batch / runner_s, "bare_items_per_s": batch / bare_s,

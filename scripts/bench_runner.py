@@ -65,7 +65,7 @@ def through_runner(n_train: int, device: torch.device, out: Path, i: int,
     t0 = time.perf_counter()
     record = run(cfg)
     elapsed = time.perf_counter() - t0
-    assert record["status"] == "ok", record
+    assert record.status == "ok", record
     return elapsed
 
 

@@ -21,8 +21,13 @@ TASKS = [{"task": "toy_min", "order": "1", "label": "Toy", "dataset": "D", "mode
           "metric": "reward", "metric_label": "reward", "goal": "max", "unit": "", "perfect": "21"}]
 
 
-def rec(task, opt, lr, seed, final, status="ok", scale="smoke", sweep="table1", variant=None,
-        history=None, **extra):
+def rec(*args, **kwargs) -> records.Record:
+    """A record of these values, as the reader makes it from a schema-1 file."""
+    return records.Record.from_json({"schema": 1, **fields(*args, **kwargs)})
+
+
+def fields(task, opt, lr, seed, final, status="ok", scale="smoke", sweep="table1", variant=None,
+           history=None, **extra):
     history = history or [{"epoch": e, "err": final, "reward": final, "top1_error": final,
                            "fid/test": final, "fid/train": final, "val_ppl": final}
                           for e in (1, 2)]
@@ -77,10 +82,10 @@ def test_variants_are_never_mixed_into_one_mean():
 
 
 def test_two_configurations_of_one_variant_are_not_mixed_and_the_choice_is_noted():
-    old = [dict(rec("toy_min", "nero", 0.01, s, 1.0, finished_at="2026-01-01"),
-                config={"task": {"name": "toy_min", "epochs": 5}}) for s in range(3)]
-    new = [dict(rec("toy_min", "nero", 0.01, s, 2.0, finished_at="2026-02-01"),
-                config={"task": {"name": "toy_min", "epochs": 6}}) for s in range(3)]
+    old = [rec("toy_min", "nero", 0.01, s, 1.0, finished_at="2026-01-01",
+               config={"task": {"name": "toy_min", "epochs": 5}}) for s in range(3)]
+    new = [rec("toy_min", "nero", 0.01, s, 2.0, finished_at="2026-02-01",
+               config={"task": {"name": "toy_min", "epochs": 6}}) for s in range(3)]
     rs = Records(old + new)
     c = rs.cell(sweeps=["table1"], task="toy_min", optimizer="nero", goal="min")
     assert c.mean == 2.0 and len(c.records) == 3
@@ -92,11 +97,11 @@ def test_old_records_without_a_variant_are_read_against_the_current_defaults():
     from tests.helpers import compose
 
     config = plain(compose("task=mnist_mlp", "scale=smoke", "task.depth=7"))
-    old = {k: v for k, v in rec("mnist_mlp", "nero", 0.01, 0, 0.9).items() if k != "variant"}
-    old.update(config=config)
-    assert Records([old]).all[0]["_variant"] == {"task.depth": 7.0}
+    old = {"schema": 1, **{k: v for k, v in fields("mnist_mlp", "nero", 0.01, 0, 0.9).items()
+                           if k != "variant"}}
+    assert records.Record.from_json({**old, "config": config}).variant == {"task.depth": 7.0}
     config_default = plain(compose("task=mnist_mlp", "scale=smoke"))
-    assert Records([dict(old, config=config_default)]).all[0]["_variant"] == {}
+    assert records.Record.from_json({**old, "config": config_default}).variant == {}
 
 
 # -- Table 1 and the appendix ---------------------------------------------------------------------------
@@ -401,8 +406,8 @@ def test_cli_writes_what_the_records_allow_and_says_what_it_skipped(tmp_path, ca
     for opt, value in (("nero", 10.0), ("sgd", 12.0)):
         for seed in range(3):
             path = Identity("table1", "smoke", "cifar10_vgg11", opt, 0.01, seed).directory(root)
-            records.write(path / "record.json", {"schema": 1, **rec("cifar10_vgg11", opt, 0.01,
-                                                                     seed, value + seed)})
+            records.write(path / "record.json", rec("cifar10_vgg11", opt, 0.01, seed,
+                                                    value + seed))
     (root / "junk").mkdir()
     (root / "junk" / "record.json").write_text("{not json")
     from scripts import aggregate as cli
@@ -431,8 +436,8 @@ def test_cli_variant_draws_a_shortened_sweep_and_says_so(tmp_path, capsys):
             name = ",".join(f"{k.split('.')[-1]}={v}" for k, v in variant.items())
             path = Identity("table1", "smoke", "cifar10_vgg11", "nero", 0.01, seed, variant,
                             name).directory(root)
-            records.write(path / "record.json", {"schema": 1, **rec(
-                "cifar10_vgg11", "nero", 0.01, seed, value, variant=variant)})
+            records.write(path / "record.json", rec(
+                "cifar10_vgg11", "nero", 0.01, seed, value, variant=variant))
     from scripts import aggregate as cli
 
     for args, mean, said in (([], "10.00", False), (["--variant", "task.epochs=3"], "40.00", True)):
@@ -450,7 +455,7 @@ def test_reading_a_wandb_project_through_the_public_api(tmp_path, monkeypatch):
 
     class Run:
         def __init__(self, r):
-            self.summary = {"nero_record": json.dumps(r)}
+            self.summary = {"nero_record": json.dumps(r.to_json())}
 
     class Api:
         def runs(self, path):

@@ -302,7 +302,9 @@ def record_with(config: object, **fields) -> Callable[[Path], None]:
     def setup(tmp: Path) -> None:
         path = cell(tmp) / "record.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps({"schema": 1, "status": "ok", "config": "@", **fields})
+        text = json.dumps({"schema": 1, "status": "ok", "sweep": "adhoc", "scale": "smoke",
+                           "task": "mnist_mlp", "optimizer": "nero", "lr": 0.01, "seed": 0,
+                           "config": "@", **fields})
         path.write_text(text.replace('"@"', config if isinstance(config, Raw) else
                                      json.dumps(config)))
 

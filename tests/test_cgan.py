@@ -129,11 +129,11 @@ def test_smoke_run_reports_both_fids_and_samples(smoke):
     from pathlib import Path
 
     record = smoke("task=cifar10_cgan")
-    assert record["status"] == "ok", record.get("reason")
-    last = record["history"][-1]
-    assert record["metric"] == "fid/test" and record["final"] == last["fid/test"]
+    assert record.status == "ok", record.reason
+    last = record.history[-1]
+    assert record.metric == "fid/test" and record.final == last["fid/test"]
     assert last["fid/train"] > 0 and last["fid/real_train_vs_test"] >= 0
-    run = Path(record["_path"]).parent
+    run = Path(record.path).parent
     assert (run / "samples_epoch002.png").exists()
     grid = Image.open(run / "samples_epoch002.png")
     assert grid.size == (10 * 32 + 11 * 2, 10 * 32 + 11 * 2)  # ten classes x ten samples

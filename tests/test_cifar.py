@@ -113,14 +113,14 @@ def test_real_pickle_format_without_download(tmp_path, pipeline, monkeypatch):
                       "task.batch_size=20", "download=false", "task.num_workers=0",
                       "task.schedule.warmup_epochs=1", f"task.pipeline={pipeline}",
                       "task.eval_train=true", "optimizer.lr=0.05")
-    assert record["status"] == "ok", record.get("reason")
-    losses = [e["train/loss"] for e in record["history"]]
+    assert record.status == "ok", record.reason
+    losses = [e["train/loss"] for e in record.history]
     assert losses[-1] < losses[0]
-    assert record["metric"] == "top1_error" and 0 <= record["final"] <= 100
+    assert record.metric == "top1_error" and 0 <= record.final <= 100
     # The authors' eval-mode accuracy on augmented training images: 100 images, so a multiple of 1%.
-    train_eval = [e["train_eval/acc"] for e in record["history"]]
+    train_eval = [e["train_eval/acc"] for e in record.history]
     assert all(0 <= a <= 100 and a == round(a) for a in train_eval)
-    assert record["history"][-1]["train_eval/loss"] < record["history"][0]["train_eval/loss"]
+    assert record.history[-1]["train_eval/loss"] < record.history[0]["train_eval/loss"]
 
 
 def test_missing_cifar_is_a_clear_error(tmp_path):
@@ -133,8 +133,8 @@ def test_missing_cifar_is_a_clear_error(tmp_path):
 @pytest.mark.parametrize("task", ["cifar10_vgg11", "cifar10_resnet18"])
 def test_smoke_trains(smoke, task):
     record = smoke(f"task={task}")
-    assert record["status"] == "ok"
-    losses = [e["train/loss"] for e in record["history"]]
+    assert record.status == "ok"
+    losses = [e["train/loss"] for e in record.history]
     assert losses[-1] < 0.8 * losses[0]
 
 

@@ -17,7 +17,7 @@ from tests.test_analysis import rec
 CLAIM = {c.key: c for c in claims.CLAIMS}
 
 
-def judge(key: str, rs: list[dict], **kw) -> claims.Verdict:
+def judge(key: str, rs: list[records.Record], **kw) -> claims.Verdict:
     return claims.judge(CLAIM[key], Records(rs, **kw), registry.makers())
 
 
@@ -56,7 +56,7 @@ def test_seeds_needed_match_the_textbook_power_tables():
 
 
 # -- verdicts ----------------------------------------------------------------------------------------
-def pong(lamb_beta1: list[float], scale: str = "paper") -> list[dict]:
+def pong(lamb_beta1: list[float], scale: str = "paper") -> list[records.Record]:
     rs = [rec("pong_ppo", "lamb", 0.001, s, v, scale=scale) for s, v in
           enumerate((-20.0, -19.5, -20.5))]
     return rs + [rec("pong_ppo", "lamb_beta1", 0.001, s, v, sweep="fig8", scale=scale)
@@ -82,7 +82,7 @@ def test_smoke_records_give_a_labelled_verdict_never_an_unlabelled_one():
     assert v.shown == "holds (smoke: not evidence)"
 
 
-def constraints(nero_errors: list[float]) -> list[dict]:
+def constraints(nero_errors: list[float]) -> list[records.Record]:
     """fig1: Nero with both constraints against the three other settings, paired by seed."""
     rs = [rec("cifar10_vgg11", "nero", 0.01, s, v, sweep="fig1", scale="paper")
           for s, v in enumerate(nero_errors)]
@@ -113,7 +113,7 @@ def test_pong_is_never_paired_by_seed():
     assert "reproduce.py --artefacts table1" in v.run
 
 
-def deep_mlp(variant: dict, acc: dict[str, float]) -> list[dict]:
+def deep_mlp(variant: dict, acc: dict[str, float]) -> list[records.Record]:
     return [rec("mnist_mlp", o, 0.001, 0, a, sweep="fig3_deep_mlp", scale="paper",
                 variant=variant) for o, a in acc.items()]
 
@@ -148,7 +148,7 @@ def test_optimiser_state_is_counted_on_the_tasks_model():
     from tests.helpers import compose
 
     config = plain(compose("task=mnist_mlp", "scale=smoke"))
-    v = judge("sec4.memory", [dict(rec("mnist_mlp", "nero", 0.01, 0, 0.9), config=config)])
+    v = judge("sec4.memory", [rec("mnist_mlp", "nero", 0.01, 0, 0.9, config=config)])
     depth, width = config["task"]["depth"], config["task"]["width"]
     dims = [784] + [width] * (depth - 1) + [10]
     params = sum(a * b + b for a, b in zip(dims[:-1], dims[1:]))
@@ -165,9 +165,8 @@ def test_optimiser_state_is_counted_on_the_tasks_model():
 def test_the_claims_artefact_lists_every_claim_and_the_check_finds_a_missing_one(tmp_path):
     root = tmp_path / "results"
     for r in pong([15.0, 16.0, 17.0]):
-        path = Identity(r["sweep"], "paper", r["task"], r["optimizer"], r["lr"],
-                        r["seed"]).directory(root)
-        records.write(path / "record.json", {"schema": 1, **r})
+        path = Identity(r.sweep, "paper", r.task, r.optimizer, r.lr, r.seed).directory(root)
+        records.write(path / "record.json", r)
     from scripts import aggregate, check_artefacts
 
     assert aggregate.main([str(root), "--only", "claims"]) == 0
@@ -231,7 +230,7 @@ def test_defaults_are_composed_outside_a_hydra_app():
 
 
 def test_not_improving_madam_is_a_gain_under_the_margin():
-    def runs(madam_cs: float) -> list[dict]:
+    def runs(madam_cs: float) -> list[records.Record]:
         rs = []
         for o, v in (("madam", 12.8), ("madam_cs", madam_cs), ("nero_none", 12.2),
                      ("nero", 8.6), ("lamb", 12.7), ("lamb_cs", 8.9)):

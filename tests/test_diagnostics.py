@@ -142,7 +142,7 @@ def on_and_off(tmp_path_factory):
 
 def test_with_nero_the_record_shows_zero_mean_unit_norm_neurons_and_a_figure(on_and_off):
     (record, _), _ = on_and_off
-    folder = Path(record["_path"]).parent
+    folder = Path(record.path).parent
     diag = json.loads((folder / "record.json").read_text())["diagnostics"]
     assert diag["epochs"] == [1, 2]
     layers = diag["layers"]
@@ -160,7 +160,7 @@ def test_with_nero_the_record_shows_zero_mean_unit_norm_neurons_and_a_figure(on_
             assert max(abs(s["mean_min"][e]) for e in (0, 1)) <= d * EPS, name
             assert max(abs(s["mean_max"][e]) for e in (0, 1)) <= d * EPS, name
     # Epoch 1's norms and means, by hand from the weights the checkpoint of epoch 1 holds.
-    payload = checkpoints.load(folder / loop.CHECKPOINT, record["fingerprint"])
+    payload = checkpoints.load(folder / loop.CHECKPOINT, record.fingerprint)
     assert payload["diagnostics"]["start"] is None  # nothing mid-epoch to keep
     for key, w in payload["modules"]["model"].items():
         end = w.double().numpy()
@@ -169,7 +169,7 @@ def test_with_nero_the_record_shows_zero_mean_unit_norm_neurons_and_a_figure(on_
     assert (folder / FIGURE).read_bytes().startswith(PNG)
     # W&B got each epoch's values at the epoch's last step, under diag/<layer>/<stat>.
     diag_logs = [(m, step) for m, step in FakeMirror.logged if any(k.startswith("diag/") for k in m)]
-    assert [step for _, step in diag_logs] == [e["step"] for e in record["history"]]
+    assert [step for _, step in diag_logs] == [e["step"] for e in record.history]
     for epoch, (metrics, _) in enumerate(diag_logs):
         assert metrics == {f"diag/{name}/{stat}": s[stat][epoch]
                            for name, s in layers.items() for stat in STATS}
@@ -177,22 +177,22 @@ def test_with_nero_the_record_shows_zero_mean_unit_norm_neurons_and_a_figure(on_
 
 def test_without_diagnostics_nothing_is_computed_kept_or_drawn(on_and_off):
     (on, off), _ = on_and_off
-    folder = Path(off["_path"]).parent
-    assert "diagnostics" not in off
-    assert set(on) - set(off) == {"diagnostics"} and set(off) <= set(on)
+    folder = Path(off.path).parent
+    assert off.diagnostics is None and off.to_json()["diagnostics"] is None
+    assert set(on.to_json()) == set(off.to_json())
     assert not (folder / FIGURE).exists()
-    assert "diagnostics" not in checkpoints.load(folder / loop.CHECKPOINT, off["fingerprint"])
+    assert "diagnostics" not in checkpoints.load(folder / loop.CHECKPOINT, off.fingerprint)
     # The same run either way: the same folder under its out_dir, fingerprint and training.
-    assert on["fingerprint"] == off["fingerprint"] and on["identity"] == off["identity"]
-    assert strip_times(on["history"]) == strip_times(off["history"])
-    assert (on["final"], on["best"], on["steps"]) == (off["final"], off["best"], off["steps"])
+    assert on.fingerprint == off.fingerprint and on.identity == off.identity
+    assert strip_times(on.history) == strip_times(off.history)
+    assert (on.final, on.best, on.steps) == (off.final, off.best, off.steps)
 
 
 def test_an_ok_record_without_diagnostics_is_skipped_and_says_how_to_get_them(on_and_off,
                                                                              capsys):
     (_, off), out = on_and_off
     again = run_cell(out, *SMOKE, "diagnostics=true")
-    assert again["skipped"] and "diagnostics" not in again
+    assert again.skipped and again.diagnostics is None
     printed = capsys.readouterr().out
     assert re.search(r"skipping .*: its record already says ok but has no diagnostics "
                      r"\(force=true reruns it with them\)", printed), printed
@@ -203,16 +203,16 @@ def test_resumed_from_a_checkpoint_without_diagnostics_they_start_at_the_next_ep
     (on, off), out = on_and_off
     copy = tmp_path / "out"
     shutil.copytree(out, copy)
-    folder = copy / Path(off["_path"]).parent.relative_to(out)
+    folder = copy / Path(off.path).parent.relative_to(out)
     (folder / "record.json").unlink()  # left: the checkpoint of epoch 1, written without them
     resumed = run_cell(copy, *SMOKE, "diagnostics=true")
-    assert resumed["notes"] == ["diagnostics from epoch 2 on: the checkpoint resumed was "
+    assert resumed.notes == ["diagnostics from epoch 2 on: the checkpoint resumed was "
                                 "written without them"]
-    diag = resumed["diagnostics"]
+    diag = resumed.diagnostics
     assert diag["epochs"] == [2]
     for name, s in diag["layers"].items():  # epoch 2 as the uninterrupted run saw it
         assert {k: v[0] for k, v in s.items() if k != "neurons"} == {
-            k: v[1] for k, v in on["diagnostics"]["layers"][name].items() if k != "neurons"}
+            k: v[1] for k, v in on.diagnostics["layers"][name].items() if k != "neurons"}
 
 
 def test_diagnostics_is_not_part_of_the_identity():
@@ -235,5 +235,5 @@ def test_a_run_killed_mid_epoch_and_resumed_gives_the_same_diagnostics(tmp_path)
     assert_resumed_as_uninterrupted(a, b, stderr)
     item = int(re.search(r"resuming .* from epoch \d+, item (\d+)", stderr).group(1))
     assert item > 0  # mid-epoch: the epoch-start weights came from the checkpoint
-    assert a["diagnostics"]["epochs"] == [1, 2, 3]
-    assert a["diagnostics"] == b["diagnostics"]
+    assert a.diagnostics["epochs"] == [1, 2, 3]
+    assert a.diagnostics == b.diagnostics

@@ -39,10 +39,10 @@ pytestmark = pytest.mark.skipif(
 def test_fig3_left_epoch_one_matches_the_authors(tmp_path, sigma):
     record = run_cell(tmp_path, "+experiment=fig3_cwn", f"task.sigma={sigma}", "task.epochs=1",
                       f"data_dir={DATA}")
-    assert record["config"]["task"]["batch_size"] == 250 and record["steps"] == 240
-    ours = record["history"][0]["train/acc"]
+    assert record.config["task"]["batch_size"] == 250 and record.steps == 240
+    ours = record.history[0]["train/acc"]
     theirs = sum(AUTHORS_EPOCH1[sigma]) / 3
     assert abs(ours - theirs) <= TOLERANCE[sigma], (ours, theirs)
     # The first ten minibatches: about 0.7 for sigma = 1 and chance (0.1) for sigma = 100.
-    first = sum(record["series"]["acc"][:10]) / 10
+    first = sum(record.series["acc"][:10]) / 10
     assert (0.65 < first < 0.80) if sigma == 1.0 else (first < 0.2), first

@@ -259,12 +259,12 @@ SETTINGS = {"fp32": ["precision=fp32"], "bf16": ["precision=bf16"], "compile": [
 @pytest.mark.parametrize("task", TASKS)
 def test_every_task_smoke_runs_on_cuda(tmp_path, task, setting):
     record = run_cell(tmp_path, "scale=smoke", f"task={task}", "device=cuda", *SETTINGS[setting])
-    assert record["status"] == "ok", record.get("reason")
-    assert record["device"].startswith("cuda") and record["steps"] > 0
-    assert record["final"] is not None and math.isfinite(record["final"])
-    assert all(math.isfinite(e["train/loss"]) for e in record["history"])
-    assert record["config"]["precision"] == ("bf16" if setting == "bf16" else "fp32")
-    assert record["config"]["compile"] == (setting == "compile")
+    assert record.status == "ok", record.reason
+    assert record.device.startswith("cuda") and record.steps > 0
+    assert record.final is not None and math.isfinite(record.final)
+    assert all(math.isfinite(e["train/loss"]) for e in record.history)
+    assert record.config["precision"] == ("bf16" if setting == "bf16" else "fp32")
+    assert record.config["compile"] == (setting == "compile")
 
 
 @gpu
@@ -273,7 +273,7 @@ def test_killed_and_resumed_cuda_run_gives_the_identical_record(tmp_path):
             "task.n_train=12000", "checkpoint.every_steps=7", "progress=true", "device=cuda",
             "deterministic=true"]
     a, b, stderr = killed_and_resumed(tmp_path, args)
-    assert a["device"].startswith("cuda") and b["device"].startswith("cuda")
+    assert a.device.startswith("cuda") and b.device.startswith("cuda")
     assert_resumed_as_uninterrupted(a, b, stderr)
 
 
@@ -370,9 +370,9 @@ def test_backend_flags_of_each_precision_are_in_force_inside_the_run(tmp_path, m
     finally:  # what a run sets stays set in this process: leave the defaults to later tests
         torch.use_deterministic_algorithms(False)
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = False, False
-    assert record["status"] == "ok", record.get("reason")
+    assert record.status == "ok", record.reason
     assert seen and all(flags == seen[0] for flags in seen)  # the same at every step
-    assert record["backend"] == seen[0]
+    assert record.backend == seen[0]
     for key, value in {**EXPECTED_BACKEND.get(precision, {}), **DETERMINISM[deterministic]}.items():
         assert seen[0][key] == value, key
 

@@ -101,16 +101,16 @@ def test_fig3_left_sweep_gives_six_records_with_the_right_sigma(tmp_path):
     out = train_cli(*args, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     found = list(records.find(tmp_path))
-    assert len(found) == 6 and all(r["status"] == "ok" for r in found)
+    assert len(found) == 6 and all(r.status == "ok" for r in found)
     for r in found:
-        sigma = r["config"]["task"]["sigma"]
+        sigma = r.config["task"]["sigma"]
         assert sigma in (1.0, 100.0)
-        assert r["variant"] == ({} if sigma == 1.0 else {"task.sigma": 100.0})
-        assert ("sigma=100" in r["_path"]) == (sigma == 100.0)
-    assert sorted((r["config"]["task"]["sigma"], r["seed"]) for r in found) == \
+        assert r.variant == ({} if sigma == 1.0 else {"task.sigma": 100.0})
+        assert ("sigma=100" in r.path) == (sigma == 100.0)
+    assert sorted((r.config["task"]["sigma"], r.seed) for r in found) == \
         [(s, seed) for s in (1.0, 100.0) for seed in (0, 1, 2)]
     # the two sigmas really trained differently
-    by_sigma = {r["config"]["task"]["sigma"]: r["final"] for r in found if r["seed"] == 0}
+    by_sigma = {r.config["task"]["sigma"]: r.final for r in found if r.seed == 0}
     assert by_sigma[1.0] != by_sigma[100.0]
     # Relaunched unchanged: every cell is skipped, nothing is rewritten.
     stamps = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("record.json")}
@@ -124,35 +124,35 @@ def test_fig3_left_sweep_gives_six_records_with_the_right_sigma(tmp_path):
 def test_a_changed_setting_trains_again_into_its_own_folder(tmp_path, change):
     first = run_cell(tmp_path, "task=mnist_mlp", "scale=smoke", "task.epochs=1")
     second = run_cell(tmp_path, "task=mnist_mlp", "scale=smoke", "task.epochs=1", change)
-    assert not second.get("skipped") and second["status"] == "ok"
-    assert Path(second["_path"]) != Path(first["_path"])
+    assert not second.skipped and second.status == "ok"
+    assert Path(second.path) != Path(first.path)
     key, value = change.split("=")
-    assert second["variant"][key] == float(value)
+    assert second.variant[key] == float(value)
     again = run_cell(tmp_path, "task=mnist_mlp", "scale=smoke", "task.epochs=1", change)
-    assert again.get("skipped") and again["final"] == second["final"]
+    assert again.skipped and again.final == second.final
 
 
 def test_a_record_of_another_configuration_is_never_reused(tmp_path, capsys):
     record = run_cell(tmp_path, "task=mnist_mlp", "scale=smoke")
-    path = Path(record["_path"])
+    path = Path(record.path)
     stored = json.loads(path.read_text())
     stored["config"]["task"]["width"] = 32  # e.g. the defaults changed since it was written
     path.write_text(json.dumps(stored))
     with pytest.raises(UserError, match=r"record of another configuration \(task.width 32 vs 64\)"):
         run_cell(tmp_path, "task=mnist_mlp", "scale=smoke")
     forced = run_cell(tmp_path, "task=mnist_mlp", "scale=smoke", "force=true")
-    assert not forced.get("skipped") and json.loads(path.read_text())["config"]["task"]["width"] == 64
+    assert not forced.skipped and json.loads(path.read_text())["config"]["task"]["width"] == 64
 
 
 def test_records_of_the_old_layout_are_reused_only_for_their_own_configuration(tmp_path):
     record = run_cell(tmp_path, "task=mnist_mlp", "scale=smoke")
-    path = Path(record["_path"])
-    old = json.loads(path.read_text())
-    for key in ("variant", "variant_name", "fingerprint"):  # what the old layout did not store
-        old.pop(key)
-    old["identity"].pop("variant")
+    path = Path(record.path)
+    new = json.loads(path.read_text())
+    ident = new.pop("identity")  # schema 1 before variants: the identity flat, with no variant
+    old = {**new, "schema": 1, **{k: ident[k] for k in ("sweep", "scale", "task", "optimizer",
+                                                        "lr", "seed")}}
     path.write_text(json.dumps(old))
-    assert run_cell(tmp_path, "task=mnist_mlp", "scale=smoke").get("skipped")
+    assert run_cell(tmp_path, "task=mnist_mlp", "scale=smoke").skipped
 
 
 def test_wandb_run_names_groups_and_config_carry_the_variant(tmp_path, monkeypatch):

@@ -105,8 +105,8 @@ def test_fig9_configurations():
 
 def test_smoke_run(smoke):
     record = smoke("task=imagenet_resnet50")
-    assert record["status"] == "ok"
-    assert set(record["history"][-1]) >= {"top1_error", "top5_error", "val_loss"}
+    assert record.status == "ok"
+    assert set(record.history[-1]) >= {"top1_error", "top5_error", "val_loss"}
 
 
 @pytest.mark.slow

@@ -41,7 +41,7 @@ def test_each_item_trains_at_the_scheduled_lr_in_every_inner_optimiser(smoke):
                    "optimizer.lr=0.1", "task.n_train=200", "task.schedule.kind=warmup_multistep",
                    "task.schedule.warmup_epochs=1", "task.schedule.gamma=0.5",
                    "task.schedule.milestones=[2]")
-    assert record["status"] == "ok", record["reason"]
+    assert record.status == "ok", record.reason
     steps = 200 // 50  # items per epoch: n_train / batch_size of the smoke config
     # docs/experiments.md, E3's rule: item k of the warm-up epoch at base * (k + 1) / steps, then
     # base * gamma^(milestones <= the 1-based epoch); here epoch 2 reaches milestone 2.
@@ -50,5 +50,5 @@ def test_each_item_trains_at_the_scheduled_lr_in_every_inner_optimiser(smoke):
     # rel 1e-15: the runner's product and this one round differently (a few float64 ulps).
     for lrs, lr in zip(SEEN, expected, strict=True):
         assert len(lrs) == 2 and lrs == pytest.approx([lr, lr], rel=1e-15)
-    assert [e["lr"] for e in record["history"]] == pytest.approx([expected[steps - 1], 0.05],
+    assert [e["lr"] for e in record.history] == pytest.approx([expected[steps - 1], 0.05],
                                                                  rel=1e-15)

@@ -37,8 +37,8 @@ def test_mnist_loads_real_idx_files_without_download(tmp_path, gz):
     write_idx(raw, "t10k", images[500:], labels[500:], gz)
     record = run_cell(tmp_path, "task=mnist_mlp", "task.depth=3", "task.width=32",
                       "task.epochs=3", "task.batch_size=50", "download=false")
-    assert record["status"] == "ok"
-    assert record["history"][-1]["train/loss"] < record["history"][0]["train/loss"]
+    assert record.status == "ok"
+    assert record.history[-1]["train/loss"] < record.history[0]["train/loss"]
 
 
 @pytest.mark.skipif(not Mnist().check(DATA).ok,

@@ -62,11 +62,11 @@ def test_a_users_optimizer_runs_a_sweep_and_becomes_a_table1_column(tmp_path, us
     from tasks.runner import records
 
     found = list(records.find(out))
-    mine = [r for r in found if r["optimizer"] == "signsgd"]
-    assert len(mine) == 4 and {r["seed"] for r in mine} == {0, 1, 2}  # grid, then seeds 1-2
-    assert mine[0]["optimizer_class"] == {"class": "signsgd.SignSGD", "package": "signsgd",
+    mine = [r for r in found if r.optimizer == "signsgd"]
+    assert len(mine) == 4 and {r.seed for r in mine} == {0, 1, 2}  # grid, then seeds 1-2
+    assert mine[0].optimizer_class == {"class": "signsgd.SignSGD", "package": "signsgd",
                                           "version": None}
-    assert mine[0]["config"]["optimizer"]["scale"] == 0.5
+    assert mine[0].config["optimizer"]["scale"] == 0.5
     table = (out / "artefacts" / "table1" / "table1.md").read_text()
     header = next(line for line in table.splitlines() if line.startswith("| Task"))
     assert "signsgd†" in header and "Nero" in header
@@ -116,8 +116,8 @@ def test_options_are_checked_against_the_class_signature():
 def test_modern_baselines_run_from_their_packages(tmp_path, name, cls):
     record = run_cell(tmp_path, "task=mnist_mlp", "scale=smoke", f"optimizer={name}",
                       "optimizer.lr=0.001", "task.epochs=3")
-    assert record["status"] == "ok" and record["optimizer_class"]["class"] == cls
-    losses = [e["train/loss"] for e in record["history"]]
+    assert record.status == "ok" and record.optimizer_class["class"] == cls
+    losses = [e["train/loss"] for e in record.history]
     assert losses[-1] < losses[0]  # it trains
 
 
@@ -156,7 +156,7 @@ def test_optimizers_with_modes_train_in_train_mode_and_evaluate_in_eval_mode(tmp
     record = run_cell(tmp_path, "task=mnist_mlp", "scale=smoke", "optimizer=sgd",
                       "optimizer._target_=modal.Modal", "~optimizer.momentum",
                       "~optimizer.weight_decay", "task.epochs=3")
-    assert record["status"] == "ok"
+    assert record.status == "ok"
     # train first; then eval and train around each of the 3 evaluations; eval for the end
     assert modal.Modal.log == ["train"] + ["eval", "train"] * 3 + ["eval"]
 
@@ -202,17 +202,18 @@ def test_nero_on_gpt2_projects_token_vectors_and_output_neurons(tmp_path):
 
 def test_gpt2_task_trains_at_smoke_scale(tmp_path):
     record = run_cell(tmp_path, "task=wikitext2_gpt2", "scale=smoke", "task.epochs=3")
-    assert record["status"] == "ok"
-    losses = [e["train/loss"] for e in record["history"]]
-    assert losses[-1] < losses[0] and record["final"] == record["history"][-1]["val_ppl"]
+    assert record.status == "ok"
+    losses = [e["train/loss"] for e in record.history]
+    assert losses[-1] < losses[0] and record.final == record.history[-1]["val_ppl"]
 
 
 def test_the_gpt2_row_is_marked_beyond_the_paper(tmp_path):
     from tasks.analysis import tables
     from tasks.analysis.selection import Records
+    from tasks.runner.identity import Identity
+    from tasks.runner.records import Record
 
-    rs = [{"task": "wikitext2_gpt2", "optimizer": "nero", "lr": 0.01, "seed": s, "final": 150.0,
-           "status": "ok", "scale": "smoke", "sweep": "table1", "variant": {}, "history": []}
+    rs = [Record(Identity("table1", "smoke", "wikitext2_gpt2", "nero", 0.01, s), "ok", final=150.0)
           for s in range(3)]
     md = tables.table1_markdown(tables.table1(Records(rs)))
     row = next(line for line in md.splitlines() if "GPT-2" in line)

@@ -144,9 +144,9 @@ def test_frame_stacks_are_gymnasiums_frame_stack_observation():
 
 def test_smoke_run_records_training_returns(smoke):
     record = smoke("task=pong_ppo")
-    assert record["status"] == "ok", record.get("reason")
-    assert -21 <= record["final"] <= 21
-    last = record["history"][-1]
+    assert record.status == "ok", record.reason
+    assert -21 <= record.final <= 21
+    last = record.history[-1]
     assert last["episodes"] >= 1 and last["agent_steps"] == 8 * 2 * 128
     assert "greedy_return_beyond_paper" in last
 
@@ -179,5 +179,5 @@ def test_resume_after_sigkill_gives_the_same_record(tmp_path):
             "task.checkpoint_every_epochs=2", "task.eval_every=1"]
     a, b, stderr = killed_and_resumed(tmp_path, args)
     assert "resuming" in stderr
-    assert strip_times(a["history"]) == strip_times(b["history"])
-    assert (a["final"], a["steps"]) == (b["final"], b["steps"])
+    assert strip_times(a.history) == strip_times(b.history)
+    assert (a.final, a.steps) == (b.final, b.steps)

@@ -59,9 +59,9 @@ def test_each_precision_sets_its_backend_flags_and_records_them(smoke, monkeypat
 
     monkeypatch.setattr(MnistMLP, "train_step", spy)
     record = smoke("task=mnist_mlp", f"precision={precision}", "device=cpu", "task.epochs=1")
-    assert record["status"] == "ok", record.get("reason")
+    assert record.status == "ok", record.reason
     assert seen and all(s == {**EXPECTED[precision], **CPU_RUN} for s in seen)
-    assert record["backend"] == {**EXPECTED[precision], **CPU_RUN}
+    assert record.backend == {**EXPECTED[precision], **CPU_RUN}
 
 
 def test_tf32_is_part_of_the_identity():

@@ -135,7 +135,7 @@ def test_a_killed_muon_run_resumes_to_the_same_record_which_names_every_class(tm
             "task.n_train=4000", "checkpoint.every_steps=7", "threads=1"]
     a, b, stderr = killed_and_resumed(tmp_path, args)
     assert_resumed_as_uninterrupted(a, b, stderr)
-    described = a["optimizer_class"]
+    described = a.optimizer_class
     assert described["class"] == "tasks.runner.routed.Routed"
     assert {n: r["class"] for n, r in described["routes"].items()} == {
         "hidden": "torch.optim.Muon", "conv": "pytorch_optimizer.optimizer.muon.muon.Muon",
@@ -145,7 +145,7 @@ def test_a_killed_muon_run_resumes_to_the_same_record_which_names_every_class(tm
         f"layers.{i}.weight" for i in range(4)]
     assert described["routes"]["rest"]["tensors"]["model"] == [
         *(f"layers.{i}.bias" for i in range(4)), "layers.4.weight", "layers.4.bias"]
-    assert a["history"][-1]["train/loss"] < a["history"][0]["train/loss"]
+    assert a.history[-1]["train/loss"] < a.history[0]["train/loss"]
 
 
 def test_the_routed_config_is_part_of_the_identity():
@@ -208,12 +208,12 @@ def test_a_bad_routed_config_is_one_line(tmp_path, args, expected):
 def test_the_successors_train_from_their_packages(tmp_path, name, classes):
     record = run_cell(tmp_path, "task=mnist_mlp", "scale=smoke", f"optimizer={name}",
                       "task.epochs=2", "task.n_train=500")
-    assert record["status"] == "ok", record["reason"]
-    described = record["optimizer_class"]
+    assert record.status == "ok", record.reason
+    described = record.optimizer_class
     got = [r["class"] for r in described["routes"].values()] if "routes" in described else [
         described["class"]]
     assert got == classes
-    losses = [e["train/loss"] for e in record["history"]]
+    losses = [e["train/loss"] for e in record.history]
     assert losses[-1] < losses[0]  # it trains
 
 
@@ -290,11 +290,11 @@ def test_benchmark_optimizer_runs_muon_beside_nero(tmp_path):
     from tasks.runner import records
 
     found = list(records.find(out))
-    assert sorted((r["optimizer"], r["seed"]) for r in found) == [
+    assert sorted((r.optimizer, r.seed) for r in found) == [
         (o, s) for o in ("muon", "nero") for s in (0, 1, 2)]  # the grid, then seeds 1-2
-    muon = next(r for r in found if r["optimizer"] == "muon")
-    assert muon["status"] == "ok"
-    routes = muon["optimizer_class"]["routes"]
+    muon = next(r for r in found if r.optimizer == "muon")
+    assert muon.status == "ok"
+    routes = muon.optimizer_class["routes"]
     assert routes["hidden"]["class"] == "torch.optim.Muon"
     assert "layers.0.linear1.weight" in routes["hidden"]["tensors"]["model"]
     assert {"encoder.weight", "decoder.weight"} <= set(routes["rest"]["tensors"]["model"])

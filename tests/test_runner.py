@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +18,7 @@ import torch
 from tasks import files
 from tasks.errors import UserError
 from tasks.runner import records
+from tasks.runner.identity import Identity
 from tests.helpers import (
     REPO,
     assert_resumed_as_uninterrupted,
@@ -32,18 +35,22 @@ SHARED_MNIST = Path(os.environ.get("NERO_MNIST_T10K", REPO.parent / "shared" / "
 # -- records ---------------------------------------------------------------------------------
 def test_smoke_run_trains_and_writes_a_complete_record(smoke):
     record = smoke("task=mnist_mlp", "optimizer=nero", "task.epochs=3")
-    assert record["status"] == "ok"
-    path = Path(record["_path"])
+    assert record.status == "ok"
+    path = Path(record.path)
     assert path.name == "record.json"
     assert path.parent.name == "seed=0" and path.parent.parent.name == "lr=0.01"
     on_disk = json.loads(path.read_text())
     for key in ("identity", "metric", "goal", "final", "best", "history", "status", "wall_time_s",
-                "device", "versions", "git", "config", "hardware"):
+                "device", "versions", "git", "config", "hardware", "backend", "diagnostics"):
         assert key in on_disk, key
+    assert on_disk["schema"] == records.SCHEMA == 2
     assert on_disk["identity"] == {"sweep": "adhoc", "scale": "smoke", "task": "mnist_mlp",
                                    "optimizer": "nero", "variant": {"task.epochs": 3.0},
-                                   "lr": 0.01, "seed": 0}
-    assert path.parent.parent.parent.name == "epochs=3" and on_disk["variant_name"] == "epochs=3"
+                                   "lr": 0.01, "seed": 0, "variant_name": "epochs=3",
+                                   "fingerprint": record.fingerprint}
+    assert not set(on_disk) & set(on_disk["identity"])  # the identity is stored once
+    assert path.parent.parent.parent.name == "epochs=3"
+    assert records.read(path) == record
     losses = [e["train/loss"] for e in on_disk["history"]]
     assert len(losses) == 3 and losses[-1] < 0.5 * losses[0]  # it really trains
     assert on_disk["final"] == on_disk["history"][-1]["train/acc"]
@@ -54,12 +61,70 @@ def test_smoke_run_trains_and_writes_a_complete_record(smoke):
 def test_ok_record_is_skipped_on_relaunch(smoke):
     first = smoke("task=mnist_mlp", "optimizer=sgd")
     again = smoke("task=mnist_mlp", "optimizer=sgd")
-    assert again.get("skipped") and again["final"] == first["final"]
+    assert again.skipped and again.final == first.final
+
+
+ANY_RUN = Identity("adhoc", "smoke", "mnist_mlp", "nero", 0.01, 0, {"task.epochs": 3.0},
+                   "epochs=3", "0123456789abcdef")
+FLAT = ("sweep", "scale", "task", "optimizer", "variant", "lr", "seed", "variant_name",
+        "fingerprint")
+
+
+def test_a_record_reads_back_from_its_file_as_it_was_written(tmp_path):
+    record = records.Record(
+        ANY_RUN, "diverged", reason="non-finite training loss in epoch 2", config={"seed": 0},
+        metric="train/acc", goal="max", final=0.5, best=0.75, best_epoch=1, epochs_done=2,
+        steps=10, history=[{"epoch": 1, "train/acc": 0.75}], series={"acc": [0.5, 0.75]},
+        extra={"k": 1}, notes=["a note"], optimizer_family="none",
+        optimizer_class={"class": "nero.nero.Nero"}, device="cpu", hardware="a CPU",
+        backend={"matmul_tf32": False}, versions={"torch": "2"}, git={"commit": None},
+        started_at="2026-01-01T00:00:00+00:00", finished_at="2026-01-01T00:01:00+00:00",
+        wall_time_s=60.0, diagnostics={"layers": {"fc1": [1.0]}})
+    path = tmp_path / "record.json"
+    records.write(path, record)
+    back = records.read(path)
+    assert back == record and back.path == str(path) and not back.skipped
+    on_disk = json.loads(path.read_text())
+    assert not set(on_disk) & set(FLAT) and set(on_disk["identity"]) == set(FLAT)
+    path.write_text(json.dumps({**on_disk, "final": "0.5"}))
+    with pytest.raises(records.Unreadable, match=r"is not a usable record \(its final is a str"):
+        records.read(path)
+
+
+def test_a_schema_1_record_reads_as_the_schema_2_record_of_the_same_run(tmp_path):
+    """Every record under results/ is of schema 1 (the identity flat and under "identity");
+    it reads into the Record that the run's schema-2 file holds."""
+    real = REPO / "results/mnist-cpu/fig3_cwn/paper/mnist_cwn/adam/sigma=100/lr=0.01/seed=0"
+    old = tmp_path / "old" / "record.json"
+    old.parent.mkdir()
+    shutil.copy(real / "record.json", old)
+    raw = json.loads(old.read_text())
+    assert raw["schema"] == 1 and raw["identity"]["task"] == raw["task"] == "mnist_cwn"
+    record = records.read(old)
+    new = tmp_path / "new" / "record.json"
+    records.write(new, record)
+    assert records.read(new) == record and json.loads(new.read_text())["schema"] == 2
+    assert (record.sweep, record.task, record.optimizer, record.lr, record.seed) == (
+        "fig3_cwn", "mnist_cwn", "adam", 0.01, 0)
+    assert record.variant == {"task.sigma": 100.0} and record.variant_name == "sigma=100"
+    assert record.fingerprint == raw["fingerprint"] and record.history == raw["history"]
+
+
+def test_every_committed_record_reads():
+    found = sorted((REPO / "results").rglob("record.json"))
+    assert found
+    for path in found:
+        raw = json.loads(path.read_text())
+        record = records.read(path)
+        assert path.parent.as_posix().endswith(record.identity.subdir().as_posix())
+        assert {k: getattr(record, k) for k in FLAT} == {k: raw[k] for k in FLAT}
+        assert (record.config, record.final, record.status) == (raw["config"], raw["final"],
+                                                                raw["status"])
 
 
 def test_record_write_is_atomic(tmp_path, monkeypatch):
     path = tmp_path / "a" / "record.json"
-    record = {"status": "ok", "schema": 1, "final": 1.0}
+    record = records.Record(ANY_RUN, "ok", final=1.0)
 
     def broken_replace(src, dst):
         raise OSError("disk full")
@@ -71,9 +136,9 @@ def test_record_write_is_atomic(tmp_path, monkeypatch):
     assert list(path.parent.iterdir()) == []  # no temporary file left behind
     monkeypatch.undo()
     records.write(path, record)
-    assert records.read(path)["final"] == 1.0
+    assert records.read(path).final == 1.0
     with pytest.raises(ValueError):
-        records.write(path, {"status": "maybe"})
+        records.write(path, dataclasses.replace(record, status="maybe"))
 
 
 def test_every_task_and_optimizer_composes():
@@ -126,8 +191,8 @@ def test_wall_time_counts_each_second_once_with_frequent_checkpoints(tmp_path):
     record = run_cell(tmp_path, "task=mnist_mlp", "scale=smoke", "task.epochs=2",
                       "checkpoint.every_steps=1")
     wall = time.monotonic() - t0
-    assert record["status"] == "ok"
-    assert 0 < record["history"][-1]["time_s"] <= record["wall_time_s"] <= wall
+    assert record.status == "ok"
+    assert 0 < record.history[-1]["time_s"] <= record.wall_time_s <= wall
 
 
 def test_sigterm_writes_a_checkpoint_and_exits(tmp_path):
@@ -187,10 +252,10 @@ def test_checkpoints_hold_no_code():
 # -- divergence and bad input ----------------------------------------------------------------
 def test_divergence_is_recorded_and_ends_the_run(smoke):
     record = smoke("task=mnist_mlp", "optimizer=sgd", "optimizer.lr=1e6", "task.epochs=5")
-    assert record["status"] == "diverged"
-    assert "non-finite" in record["reason"]
-    assert record["epochs_done"] < 5
-    assert record["final"] is None
+    assert record.status == "diverged"
+    assert "non-finite" in record.reason
+    assert record.epochs_done < 5
+    assert record.final is None
 
 
 @pytest.mark.parametrize(
@@ -231,7 +296,7 @@ def test_wandb_offline_and_no_secret_in_outputs(tmp_path):
                          "WANDB_API_KEY": ""})
     assert out.returncode == 0, out.stderr
     run = tmp_path / "adhoc/smoke/mnist_mlp/nero/lr=0.01/seed=0"
-    assert records.read(run / "record.json")["status"] == "ok"
+    assert records.read(run / "record.json").status == "ok"
     assert list((run / "wandb").glob("offline-run-*"))
     for path in tmp_path.rglob("*"):
         if path.is_file() and path.stat().st_size < 5_000_000:

@@ -4,7 +4,6 @@ writers of one cell, stopped sweeps, unreadable records, full disks and leftover
 from __future__ import annotations
 
 import errno
-import json
 import os
 import signal
 import subprocess
@@ -161,7 +160,7 @@ def test_a_second_launch_of_a_running_cell_is_refused_or_waits(tmp_path):
     waited = train_cli(*SMOKE, f"out_dir={tmp_path}", "wait=true")
     thread.join()
     assert waited.returncode == 0, waited.stderr
-    assert records.read(run / "record.json")["status"] == "ok"
+    assert records.read(run / "record.json").status == "ok"
 
 
 def test_the_lock_of_a_killed_process_is_taken_over(tmp_path):
@@ -197,7 +196,7 @@ def test_sigterm_stops_a_local_sweep_and_the_relaunch_resumes_it(tmp_path, jobs)
                            capture_output=True, text=True, env=env, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     found = list(records.find(tmp_path))
-    assert len(found) == 4 and all(r["status"] == "ok" for r in found)
+    assert len(found) == 4 and all(r.status == "ok" for r in found)
     assert not any(tmp_path.rglob("checkpoint.pt"))
 
 
@@ -217,7 +216,7 @@ def test_stopping_another_sweep_in_the_same_folder_does_not_stop_this_one(tmp_pa
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-3000:]
     found = list(records.find(tmp_path))
-    assert len(found) == 1 and found[0]["status"] == "ok" and found[0]["epochs_done"] == 2
+    assert len(found) == 1 and found[0].status == "ok" and found[0].epochs_done == 2
 
 
 def test_a_cell_another_launch_holds_is_waited_for_not_blamed(tmp_path):
@@ -242,7 +241,7 @@ def test_a_cell_another_launch_holds_is_waited_for_not_blamed(tmp_path):
     holder.wait()
     record = run(cfg, stop_file=stop)  # waits, then trains the released cell
     thread.join()
-    assert record["status"] == "ok"
+    assert record.status == "ok"
     holder.clear()
     thread = threading.Thread(target=other_launch, args=(3,))
     thread.start()
@@ -286,7 +285,7 @@ def test_an_unreadable_record_is_reported_and_the_cell_trained_again(tmp_path):
     out = train_cli(*SMOKE, f"out_dir={tmp_path}")
     assert out.returncode == 0, out.stderr
     assert "record.json is not a readable record" in out.stderr and "training the cell again" in out.stderr
-    assert records.read(run / "record.json")["status"] == "ok"
+    assert records.read(run / "record.json").status == "ok"
 
 
 def test_a_record_that_is_a_folder_is_refused_before_training(tmp_path):
@@ -334,7 +333,7 @@ def test_a_full_disk_is_one_line_and_the_last_good_checkpoint_stays(tmp_path, mo
     assert not list(run.glob(f"{checkpoints.TEMP_PREFIX}*"))
     monkeypatch.undo()
     resumed = run_cell(tmp_path, "task=mnist_mlp", "scale=smoke", "task.epochs=3")
-    assert resumed["status"] == "ok" and resumed["epochs_done"] == 3
+    assert resumed.status == "ok" and resumed.epochs_done == 3
 
 
 def test_a_read_only_folder_is_one_line(tmp_path, monkeypatch):
@@ -352,7 +351,7 @@ def test_leftovers_of_killed_writes_are_removed(tmp_path):
     run.mkdir(parents=True)
     for i in range(3):
         (run / f"{checkpoints.TEMP_PREFIX}{i}").write_bytes(b"half a checkpoint")
-    assert run_cell(tmp_path, *SMOKE[:2])["status"] == "ok"
+    assert run_cell(tmp_path, *SMOKE[:2]).status == "ok"
     assert not list(run.glob(f"{checkpoints.TEMP_PREFIX}*"))
 
 
@@ -364,7 +363,7 @@ def test_force_starts_over_instead_of_resuming(tmp_path):
     checkpoints.save(run / "checkpoint.pt", {**payload, "fingerprint": "not this run"})
     with pytest.raises(UserError, match="different configuration"):  # resuming would load it
         run_cell(tmp_path, *SMOKE[:2])
-    assert run_cell(tmp_path, *SMOKE[:2], "force=true")["status"] == "ok"
+    assert run_cell(tmp_path, *SMOKE[:2], "force=true").status == "ok"
 
 
 def test_resuming_with_another_thread_count_is_noted_in_the_record(tmp_path):
@@ -372,11 +371,11 @@ def test_resuming_with_another_thread_count_is_noted_in_the_record(tmp_path):
     try:
         run_cell(tmp_path, *SMOKE[:2], "task.epochs=2", "threads=1", "checkpoint.keep=true")
         run = first(tmp_path, "checkpoint.pt").parent
-        payload = checkpoints.load(run / "checkpoint.pt", json.loads(
-            (run / "record.json").read_text())["fingerprint"])
+        payload = checkpoints.load(run / "checkpoint.pt",
+                                   records.read(run / "record.json").fingerprint)
         checkpoints.save(run / "checkpoint.pt", {**payload, "threads": 7})
         (run / "record.json").unlink()
         record = run_cell(tmp_path, *SMOKE[:2], "task.epochs=2", "threads=1")
-        assert any("resumed with 1 CPU threads after 7" in n for n in record["notes"])
+        assert any("resumed with 1 CPU threads after 7" in n for n in record.notes)
     finally:
         torch.set_num_threads(threads)

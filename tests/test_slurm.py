@@ -51,12 +51,12 @@ def test_a_sweep_on_slurm_leaves_the_records_a_local_sweep_would(tmp_path):
     assert "submitting 4 jobs; their logs:" in out.stderr
     local = train_cli("-m", *CELL, f"out_dir={tmp_path / 'local'}", "optimizer=nero,sgd", "seed=0,1")
     assert local.returncode == 0, local.stderr[-3000:]
-    on_slurm = {(r["optimizer"], r["seed"]): r for r in records.find(tmp_path / "slurm")}
-    here = {(r["optimizer"], r["seed"]): r for r in records.find(tmp_path / "local")}
+    on_slurm = {(r.optimizer, r.seed): r for r in records.find(tmp_path / "slurm")}
+    here = {(r.optimizer, r.seed): r for r in records.find(tmp_path / "local")}
     assert set(on_slurm) == set(here) and len(here) == 4
     for key, r in here.items():
-        assert on_slurm[key]["status"] == "ok"
-        assert strip_times(on_slurm[key]["history"]) == strip_times(r["history"]), key
+        assert on_slurm[key].status == "ok"
+        assert strip_times(on_slurm[key].history) == strip_times(r.history), key
 
 
 def test_a_requeued_job_resumes_and_ends_as_an_uninterrupted_run(tmp_path):
@@ -170,8 +170,8 @@ def test_a_job_reaching_its_time_limit_checkpoints_is_requeued_and_finishes(tmp_
     assert proc.returncode == 0, err[-3000:]
     (record,) = list(records.find(out))
     a = json.loads(first(tmp_path / "ref", "record.json").read_text())
-    assert record["status"] == "ok"
-    assert strip_times(record["history"]) == strip_times(a["history"])
+    assert record.status == "ok"
+    assert strip_times(record.history) == strip_times(a["history"])
     text = logs()
     assert "this job is timed-out" in text  # submitit counted a time limit, not a preemption
     assert "signal SIGUSR2: checkpoint written" in text and "resuming" in text

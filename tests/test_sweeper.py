@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from hydra_plugins.nero_sweeper.grid import GridSweeper, best_lrs
 from tasks.analysis.selection import cell
 from tasks.runner import records
+from tasks.runner.identity import Identity
 from tests.helpers import compose, train_cli
 
 
@@ -35,11 +37,11 @@ def test_lr_grid_then_seeds_end_to_end(tmp_path):
                     f"out_dir={tmp_path}", "optimizer=nero,sgd", "optimizer.lr=0.001,0.1",
                     "task.depth=3", f"hydra/launcher={launcher}", *extra, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    found = {(r["optimizer"], r["lr"], r["seed"]): r for r in records.find(tmp_path)}
+    found = {(r.optimizer, r.lr, r.seed): r for r in records.find(tmp_path)}
     stage1 = {(o, lr, 0) for o in ("nero", "sgd") for lr in (0.001, 0.1)}
     assert stage1 <= set(found)
     for opt in ("nero", "sgd"):
-        seed0 = {lr: found[(opt, lr, 0)]["final"] for lr in (0.001, 0.1)}
+        seed0 = {lr: found[(opt, lr, 0)].final for lr in (0.001, 0.1)}
         best = max(seed0, key=seed0.get)  # train/acc: higher is better
         assert {(opt, best, 1), (opt, best, 2)} <= set(found)
         other = 0.1 if best == 0.001 else 0.001
@@ -75,11 +77,11 @@ def test_the_sweeper_and_the_analysis_pick_the_same_lr_on_a_tie():
     finals = [3.0, 3.0, -2.0]
     results = [{"status": "ok", "final": f, "goal": "max"} for f in finals]
     assert best_lrs(jobs, results, "optimizer.lr", "seed") == {("optimizer=sgd",): "optimizer.lr=0.01"}
-    rs = [{"task": "t", "optimizer": "sgd", "lr": float(j[1].split("=")[1]), "seed": 0,
-           "final": f, "status": "ok"} for j, f in zip(jobs, finals)]
+    rs = [records.Record(Identity("s", "smoke", "t", "sgd", float(j[1].split("=")[1]), 0), "ok",
+                         final=f) for j, f in zip(jobs, finals)]
     assert cell("t", "sgd", rs, "max").lr == 0.01
     # No tie: both follow seed 0 at each lr, and a min goal flips the order.
     results = [{"status": "ok", "final": f, "goal": "min"} for f in finals]
-    rs = [dict(r, final=f) for r, f in zip(rs, finals)]
+    rs = [dataclasses.replace(r, final=f) for r, f in zip(rs, finals)]
     assert best_lrs(jobs, results, "optimizer.lr", "seed") == {("optimizer=sgd",): "optimizer.lr=1.0"}
     assert cell("t", "sgd", rs, "min").lr == 1.0

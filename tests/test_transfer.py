@@ -9,13 +9,14 @@ import pytest
 
 from tasks.analysis import claims, registry, transfer
 from tasks.analysis.selection import Records
+from tasks.runner.records import Record
 from tests.test_analysis import rec
 
 SHAPES = [(128, 4), (256, 4), (256, 8)]  # widths 128, 256 at depth 4; depths 4, 8 at width 256
 GRID = (0.001, 0.01, 0.1)
 
 
-def runs(best: dict[str, list[float]], epochs: float = 2.0, status: str = "ok") -> list[dict]:
+def runs(best: dict[str, list[float]], epochs: float = 2.0, status: str = "ok") -> list[Record]:
     """One seed-0 run per optimiser, shape and lr of GRID: test accuracy 0.9 at the shape's best
     lr (``best[optimizer][i]`` for SHAPES[i]) and lower the further the lr is from it."""
     out = []
@@ -31,7 +32,7 @@ def runs(best: dict[str, list[float]], epochs: float = 2.0, status: str = "ok") 
     return out
 
 
-def verdict(rs: list[dict]) -> claims.Verdict:
+def verdict(rs: list[Record]) -> claims.Verdict:
     claim = next(c for c in claims.CLAIMS if c.key == "transfer.nero_lr_moves_less")
     return claims.judge(claim, Records(rs), registry.makers())
 
@@ -60,8 +61,8 @@ def test_best_lrs_series_and_moves_are_read_from_the_records():
 def test_a_diverged_run_scores_chance_and_never_wins():
     rs = runs({"sgd": [0.1, 0.1, 0.1]})
     for r in rs:
-        if r["lr"] == 0.1 and r["variant"]["task.width"] == 128.0:
-            r.update(status="diverged", final=None, history=[])
+        if r.lr == 0.1 and r.variant["task.width"] == 128.0:
+            r.status, r.final, r.history = "diverged", None, []
     sweep = transfer.collect(Records(rs))
     assert sweep.scores["sgd"][(128, 4)][0.1] == transfer.CHANCE
     assert sweep.best("sgd", (128, 4)) == 0.01

@@ -146,15 +146,15 @@ def test_label_smoothed_loss_by_hand():
 @pytest.mark.parametrize("task", ["wikitext2_transformer", "multi30k_transformer"])
 def test_smoke_trains(smoke, task):
     record = smoke(f"task={task}", "task.epochs=6", "optimizer=adam", "optimizer.lr=0.003")
-    assert record["status"] == "ok", record.get("reason")
-    losses = [e["train/loss"] for e in record["history"]]
+    assert record.status == "ok", record.reason
+    losses = [e["train/loss"] for e in record.history]
     assert losses[-1] < 0.8 * losses[0]
-    assert math.isfinite(record["final"])
+    assert math.isfinite(record.final)
     if task == "wikitext2_transformer":
-        assert record["extra"]["test_ppl_of_best_val_model"] > 1
+        assert record.extra["test_ppl_of_best_val_model"] > 1
     else:
-        assert 0 <= record["extra"]["val_bleu_greedy_beyond_paper"] <= 100
-        assert record["extra"]["vocab_size"] > 4
+        assert 0 <= record.extra["val_bleu_greedy_beyond_paper"] <= 100
+        assert record.extra["vocab_size"] > 4
 
 
 def test_missing_text_data_is_a_clear_error(tmp_path):

@@ -39,4 +39,4 @@ def test_an_offline_wandb_run_holds_the_config_metrics_samples_and_record(tmp_pa
 
     # The final record (in the summary) and the config (with the identity's fingerprint).
     assert b"nero_record" in data
-    assert data.count(record["fingerprint"].encode()) >= 2
+    assert data.count(record["identity"]["fingerprint"].encode()) >= 2

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from . import figures, published, selection, tables
-from .selection import Cell, Records
+from .selection import Cell, Record, Records
 
 Entry = dict[str, Any]
 Optimizers = tuple[str, ...]
@@ -121,9 +121,9 @@ def points(cell: Cell, panel: Panel) -> list[list[tuple[float, float]]]:
     """Per seed at the cell's lr: (epoch, value) wherever the panel's value was recorded."""
     out = []
     for r in cell.records:
-        if r.get("status") != "ok":
+        if r.status != "ok":
             continue
-        pts = [(e["epoch"], panel.value(e)) for e in r.get("history", [])]
+        pts = [(e["epoch"], panel.value(e)) for e in r.history]
         out.append([(x, y) for x, y in pts if y is not None and math.isfinite(y)])
     return out
 
@@ -160,7 +160,7 @@ def curve_cell(rec: Records, curve: Curve) -> Cell:
     runs = rec.runs(sweeps=curve.sweeps, task=curve.task, optimizer=curve.optimizer,
                     variant=dict(curve.variant))
     if curve.lr is not None:
-        runs = [r for r in runs if float(r["lr"]) == curve.lr]
+        runs = [r for r in runs if r.lr == curve.lr]
     return selection.cell(curve.task, curve.optimizer, runs, GOAL[curve.task])
 
 
@@ -181,7 +181,7 @@ def curves_figure(name: str, title: str, rows: list[tuple[str, list[Curve]]], re
     outcome = Outcome(name)
     n_cols = max(len(PANELS[curves[0].task]) for _, curves in rows)
     fig, axes = figures.grid(len(rows), n_cols)
-    used: list[Entry] = []
+    used: list[Record] = []
     table: list[list[str]] = []
     sources: set[str] = set()  # sweep: task of the curves without records
     for (row_title, curves), row_axes in zip(rows, axes):
@@ -306,8 +306,8 @@ def fig7(rec: Records, out: Path, optimizers: Optimizers = PAPER) -> Outcome:
     for log in published.fig7_logs():
         ours = [r for r in rec.runs(sweeps=["table1"], task="multi30k_transformer",
                                     optimizer=str(log["optimizer"]))
-                if float(r["lr"]) == log["lr"] and int(r["seed"]) == log["seed"]]
-        value = ours[0].get("final") if ours else None
+                if r.lr == log["lr"] and r.seed == log["seed"]]
+        value = ours[0].final if ours else None
         rows.append([str(log["optimizer"]), f"{log['lr']:g}", str(log["seed"]),
                      fmt(value) if ours else "no run", f"{log['val_ppl']:.4g} ({log['epochs']} ep.)",
                      diff(value, float(log["val_ppl"]))])
@@ -374,9 +374,9 @@ def epoch_spans(epochs: list[int]) -> str:
     return ", ".join(f"{s[0]}-{s[-1]}" if len(s) > 1 else str(s[0]) for s in spans)
 
 
-def train_curve(r: Entry) -> list[tuple[int, float]]:
+def train_curve(r: Record) -> list[tuple[int, float]]:
     """A record's (epoch, training accuracy), where it was recorded."""
-    return [(int(e["epoch"]), float(e["train/acc"])) for e in r.get("history", [])
+    return [(int(e["epoch"]), float(e["train/acc"])) for e in r.history
             if e.get("train/acc") is not None and math.isfinite(e["train/acc"])]
 
 
@@ -387,7 +387,7 @@ def fig3_right(rec: Records, out: Path, optimizers: Optimizers = PAPER) -> Outco
     outcome = Outcome("fig3_right")
     theirs = published.fig3_right()
     fig, axes = figures.grid(2, len(optimizers))
-    used: list[Entry] = []
+    used: list[Record] = []
     per_epoch: list[list[str]] = []
     summary: list[str] = []
     finals: list[list[str]] = []
@@ -395,7 +395,7 @@ def fig3_right(rec: Records, out: Path, optimizers: Optimizers = PAPER) -> Outco
     for o, ax_seeds, ax_search in zip(optimizers, axes[0], axes[1]):
         label, color = tables.label(o), figures.COLORS.get(o)
         ours = sorted((r for r in rec.runs(sweeps=["fig3_deep_mlp"], task="mnist_mlp", optimizer=o)
-                       if r.get("status") == "ok"), key=lambda r: (float(r["lr"]), int(r["seed"])))
+                       if r.status == "ok"), key=lambda r: (r.lr, r.seed))
         if not ours:
             outcome.missing.append(f"{label} (fig3_deep_mlp: mnist_mlp)")
         used += ours
@@ -405,11 +405,11 @@ def fig3_right(rec: Records, out: Path, optimizers: Optimizers = PAPER) -> Outco
         if seeds:
             figures.seed_range(ax_seeds, [r.train_acc for r in seeds],
                                f"authors, seeds {', '.join(str(r.seed) for r in seeds)}", color)
-        for i, r in enumerate(x for x in ours if float(x["lr"]) == lr and train_curve(x)):
+        for i, r in enumerate(x for x in ours if x.lr == lr and train_curve(x)):
             curve = train_curve(r)
             ax_seeds.plot(*zip(*curve), color="black", linewidth=1.0, zorder=4,
                           marker=figures.MARKERS[i % len(figures.MARKERS)], markersize=3,
-                          label=f"ours, seed {r['seed']}")
+                          label=f"ours, seed {r.seed}")
             where: dict[str, list[tuple[int, float]]] = defaultdict(list)
             for epoch, value in curve:
                 if epoch > min(len(s.train_acc) for s in seeds):
@@ -417,7 +417,7 @@ def fig3_right(rec: Records, out: Path, optimizers: Optimizers = PAPER) -> Outco
                 at = [s.train_acc[epoch - 1] for s in seeds]
                 side, by = against_range(value, min(at), max(at))
                 where[side].append((epoch, by))
-                per_epoch.append([label, f"{lr:g}", str(r["seed"]), str(epoch), f"{value:.4f}",
+                per_epoch.append([label, f"{lr:g}", str(r.seed), str(epoch), f"{value:.4f}",
                                   f"{min(at):.4f}", f"{sum(at) / len(at):.4f}", f"{max(at):.4f}",
                                   side if side == "inside" else f"{side}: {by:+.4f}"])
             parts = []
@@ -430,20 +430,20 @@ def fig3_right(rec: Records, out: Path, optimizers: Optimizers = PAPER) -> Outco
                         text += f" (by up to {worst[1]:+.4f}, epoch {worst[0]})"
                     parts.append(text)
             n = sum(len(v) for v in where.values())
-            summary.append(f"{label} (η={lr:g}), our seed {r['seed']}, {n} epochs: "
+            summary.append(f"{label} (η={lr:g}), our seed {r.seed}, {n} epochs: "
                            + "; ".join(parts) + ".")
             if curve and curve[-1][0] == len(seeds[0].train_acc):
-                test = [h.get("test_acc") for h in r["history"] if h["epoch"] == curve[-1][0]][0]
+                test = [h.get("test_acc") for h in r.history if h["epoch"] == curve[-1][0]][0]
                 at = [s.test_acc for s in seeds]
                 side, by = against_range(test, min(at), max(at)) if test is not None else ("—", 0.0)
-                finals.append([label, f"{lr:g}", str(r["seed"]), acc4(test),
+                finals.append([label, f"{lr:g}", str(r.seed), acc4(test),
                                f"{min(at):.4f}-{max(at):.4f}",
                                side if side in ("inside", "—") else f"{side}: {by:+.4f}"])
         ax_seeds.set_title(f"{label}, η={lr:g} (the authors' choice)" if lr else label, fontsize=9)
         # -- bottom: the lr search, seed 0
         search = sorted((r for r in theirs if r.optimizer == o and r.stage == "lr_search"),
                         key=lambda r: r.lr)
-        lrs = sorted({r.lr for r in search} | {float(r["lr"]) for r in ours if int(r["seed"]) == 0})
+        lrs = sorted({r.lr for r in search} | {r.lr for r in ours if r.seed == 0})
         shade = dict(zip(lrs, figures.shades(len(lrs))))
         for i, eta in enumerate(lrs):
             mark = figures.MARKERS[i % len(figures.MARKERS)]
@@ -454,7 +454,7 @@ def fig3_right(rec: Records, out: Path, optimizers: Optimizers = PAPER) -> Outco
                                linestyle="--", linewidth=1.0, marker=mark, markersize=4,
                                markevery=(i, len(lrs) * 2), markerfacecolor="white",
                                label=f"authors, η={eta:g}")
-            mine = next((r for r in ours if float(r["lr"]) == eta and int(r["seed"]) == 0
+            mine = next((r for r in ours if r.lr == eta and r.seed == 0
                          and train_curve(r)), None)
             if mine:
                 curve = train_curve(mine)
@@ -462,7 +462,7 @@ def fig3_right(rec: Records, out: Path, optimizers: Optimizers = PAPER) -> Outco
                                markersize=3, zorder=4, label=f"ours, η={eta:g}")
             if run:
                 last = train_curve(mine)[-1] if mine else None
-                test = next((h.get("test_acc") for h in mine["history"]
+                test = next((h.get("test_acc") for h in mine.history
                              if h["epoch"] == last[0]), None) if last else None
                 full = last is not None and last[0] == len(run.train_acc)
                 theirs_then = (run.train_acc[last[0] - 1]
@@ -546,13 +546,13 @@ def fig3_left(rec: Records, out: Path, optimizers: Optimizers = PAPER) -> Outcom
     for sigma, color in ((1.0, "tab:blue"), (100.0, "tab:red")):
         variant = {} if sigma == 1.0 else {"task.sigma": sigma}
         runs = [r for r in rec.runs(sweeps=["fig3_cwn"], task="mnist_cwn", optimizer="adam",
-                                    variant=variant) if r.get("status") == "ok"]
+                                    variant=variant) if r.status == "ok"]
         if not runs:
             outcome.missing.append(f"sigma={sigma:g} (fig3_cwn: mnist_cwn)")
             continue
         used += runs
-        per_epoch = len(runs[0]["series"]["acc"]) // max(runs[0]["epochs_done"], 1)
-        series = [[(i / per_epoch, a) for i, a in enumerate(r["series"]["acc"])] for r in runs]
+        per_epoch = len(runs[0].series["acc"]) // max(runs[0].epochs_done or 0, 1)
+        series = [[(i / per_epoch, a) for i, a in enumerate(r.series["acc"])] for r in runs]
         figures.band(ax, series, f"σ = {sigma:g} (ours, n={len(runs)})", color)
         epochs = sorted(authors[sigma])
         means = [sum(authors[sigma][e]) / len(authors[sigma][e]) for e in epochs]
@@ -563,7 +563,7 @@ def fig3_left(rec: Records, out: Path, optimizers: Optimizers = PAPER) -> Outcom
                                                                     "color": color,
                                                                     "markerfacecolor": "white"})
         for e, theirs in zip(epochs, means):
-            ours = [h["train/acc"] for r in runs for h in r["history"] if h["epoch"] == e]
+            ours = [h["train/acc"] for r in runs for h in r.history if h["epoch"] == e]
             mine = sum(ours) / len(ours) if ours else None
             rows.append([f"{sigma:g}", str(e), fmt(mine, None, 4), f"{theirs:.4g}",
                          f"{min(authors[sigma][e]):.3f}-{max(authors[sigma][e]):.3f}",
@@ -623,8 +623,8 @@ def wikitext2_test_rows(table: tables.Table) -> list[list[str]]:
     for (task, o), c in table.cells.items():
         if task != "wikitext2_transformer" or not c.ok:
             continue
-        values = [r["extra"]["test_ppl_of_best_val_model"] for r in c.records
-                  if selection.usable(r) and "test_ppl_of_best_val_model" in (r.get("extra") or {})]
+        values = [r.extra["test_ppl_of_best_val_model"] for r in c.records
+                  if selection.usable(r) and "test_ppl_of_best_val_model" in r.extra]
         if len(values) != len(c.seeds):  # never a mean over other runs than the table's
             continue
         m, s = selection.mean_std(values)
@@ -655,7 +655,7 @@ def appendix_a(rec: Records, out: Path, optimizers: Optimizers = PAPER) -> Outco
 
 
 def _table1_view(name: str, rec: Records, optimizers: Optimizers
-                 ) -> tuple[tables.Table, list[Entry], Outcome]:
+                 ) -> tuple[tables.Table, list[Record], Outcome]:
     """Table 1's cells for a view beyond the paper, and the runs behind them."""
     table = tables.table1(rec, optimizers)
     outcome = Outcome(name)

@@ -41,13 +41,13 @@ Metric = Callable[[Record], float | None]
 
 
 def final(r: Record) -> float | None:
-    return r.get("final")
+    return r.final
 
 
 def last(key: str, scale: float = 1.0, offset: float = 0.0) -> Metric:
     """``offset + scale * history[-1][key]``, e.g. a top-1 error (%) from a final accuracy."""
     def value(r: Record) -> float | None:
-        history = r.get("history") or []
+        history = r.history
         return None if not history or history[-1].get(key) is None else (
             offset + scale * history[-1][key])
     return value
@@ -55,7 +55,7 @@ def last(key: str, scale: float = 1.0, offset: float = 0.0) -> Metric:
 
 def at_epoch(key: str, epoch: int) -> Metric:
     def value(r: Record) -> float | None:
-        return next((h[key] for h in r.get("history") or []
+        return next((h[key] for h in r.history
                      if h.get("epoch") == epoch and h.get(key) is not None), None)
     return value
 
@@ -108,13 +108,13 @@ def evaluate(rec: Records, arm: Arm) -> Evaluated:
     runs = rec.runs(sweeps=arm.sweeps, task=arm.task, optimizer=arm.optimizer,
                     variant=dict(arm.variant))
     if arm.lr is not None:
-        runs = [r for r in runs if float(r["lr"]) == arm.lr]
+        runs = [r for r in runs if r.lr == arm.lr]
     c = cell(arm.task, arm.optimizer, runs, goal)
     values = {}
     for r in c.records:
         v = arm.metric(r) if usable(r) else None
         if v is not None and math.isfinite(v):
-            values[int(r["seed"])] = float(v)
+            values[r.seed] = float(v)
     return Evaluated(arm, c, values)
 
 
@@ -321,7 +321,7 @@ def fig3_left(rec: Records) -> Part:
                    () if sigma == 1.0 else (("task.sigma", sigma),),
                    at_epoch("train/acc", epoch), lr=lr)
     runs = rec.runs(sweeps=["fig3_cwn"], task="mnist_cwn", optimizer="adam")
-    epochs = sorted({h["epoch"] for r in runs for h in r.get("history") or []
+    epochs = sorted({h["epoch"] for r in runs for h in r.history
                      if h.get("train/acc") is not None}) or [1]
     lr = evaluate(rec, arm(1.0, epochs[-1], None)).cell.lr  # both sigmas at sigma 1's lr
     return all_of([better(rec, arm(1.0, e, lr), arm(100.0, e, lr)) for e in epochs])
@@ -448,13 +448,13 @@ def sec4_memory(rec: Records) -> Part:
     texts, used, kinds = [], [], []
     for task in ("mnist_mlp", "mnist_cwn", "cifar10_vgg11", "cifar10_resnet18"):
         # only the sweeps the claim declares: an ad-hoc run is not one of the paper's settings
-        runs = [r for r in rec.all if r["task"] == task and r.get("config")
-                and r.get("sweep") in SEC4_SWEEPS]
+        runs = [r for r in rec.all if r.task == task and r.config
+                and r.sweep in SEC4_SWEEPS]
         if not runs:
             continue
-        r = max(runs, key=lambda x: str(x.get("finished_at")))
-        n, s_nero, s_adam = _counted(task, str(r.get("scale")), yaml.safe_dump(
-            dict(r["config"]["task"]), sort_keys=True))
+        r = max(runs, key=lambda x: str(x.finished_at))
+        n, s_nero, s_adam = _counted(task, r.scale, yaml.safe_dump(
+            dict(r.config["task"]), sort_keys=True))
         exponent = math.log(s_nero) / math.log(s_adam)
         # nearer 1/2 (a square root) than 1 (the same order as Adam's)
         kinds.append(HOLDS if exponent < 0.75 else FAILS)
@@ -570,7 +570,7 @@ def _settings(records: list[Record]) -> tuple[str, str | None]:
         text = f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
         if k == "task.epochs":
             r = records[0]
-            full = defaults_for(str(r["task"]), str(r["optimizer"]), str(r["scale"])).get(k)
+            full = defaults_for(r.task, r.optimizer, r.scale).get(k)
             if full is not None and full != v:
                 caveat = f"first {v:g} of the paper's {full:g} epochs"
                 text += f" ({caveat}: the verdict is on those epochs only)"
@@ -583,9 +583,9 @@ def judge(claim: Claim, rec: Records, makers: Makers) -> Verdict:
     not run, the command that makes its records."""
     part = claim.test(rec)
     used = list({id(r): r for r in part.records}.values())
-    scales = sorted({str(r.get("scale")) for r in used})
-    hardware = sorted({str(r.get("hardware") or r.get("device")) for r in used})
-    seeds = sorted({int(r["seed"]) for r in used})
+    scales = sorted({r.scale for r in used})
+    hardware = sorted({str(r.hardware or r.device) for r in used})
+    seeds = sorted({r.seed for r in used})
     settings, caveat = _settings(used) if used else ("", None)
     records = (f"scale {', '.join(scales)}; hardware {'; '.join(hardware)}; seeds "
                f"{', '.join(map(str, seeds))}{settings}" if used else "none")
@@ -596,10 +596,10 @@ def judge(claim: Claim, rec: Records, makers: Makers) -> Verdict:
         sweeps = [m.split(":")[0].split("/")[0] for m in part.missing] or list(claim.sweeps)
         run = "run " + how_to_run(sweeps, makers)
         elsewhere = sorted({"--variant " + ",".join(
-            f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in r["_variant"].items())
+            f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.variant.items())
                             for r in rec.all for m in part.missing
-                            if m.startswith(f"{r.get('sweep')}: {r['task']}/{r['optimizer']}")
-                            and r["_variant"] and not any(k in m for k in r["_variant"])})
+                            if m.startswith(f"{r.sweep}: {r.task}/{r.optimizer}")
+                            and r.variant and not any(k in m for k in r.variant)})
         if elsewhere:
             run += ("; records of these configurations exist with other settings: "
                     f"scripts/aggregate.py {' / '.join(elsewhere)}")
@@ -640,7 +640,7 @@ def profile_rows(rec: Records, optimizers: Optimizers) -> list[list[str]]:
             c = table.cells[(task["task"], o)]
             if not c.ok:
                 continue
-            ci = stats.interval([r["final"] for r in c.records if usable(r)])
+            ci = stats.interval([r.final for r in c.records if usable(r)])
             ends = (ci.low, ci.high) if ci.known else (ci.mean, ci.mean)
             dist = [abs(x - perfect) for x in ends]
             low = 0.0 if min(ends) <= perfect <= max(ends) else min(dist)

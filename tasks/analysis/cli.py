@@ -34,16 +34,20 @@ from tasks.analysis.selection import Records
 from tasks.analysis.tables import TABLE1_OPTIMIZERS
 from tasks.errors import UserError
 from tasks.runner import identity, records
+from tasks.runner.records import Record
 
 
-def from_wandb(path: str) -> list[dict[str, Any]]:
+def from_wandb(path: str, problems: list[str]) -> list[Record]:
     import wandb
 
     out = []
     for run in wandb.Api().runs(path):
         text = run.summary.get("nero_record")
         if text:
-            out.append(json.loads(text))
+            try:
+                out.append(Record.from_json(json.loads(text)))
+            except ValueError as err:
+                problems.append(f"W&B run {run.id} is not a usable record ({err})")
     return out
 
 
@@ -59,19 +63,14 @@ def parse_variant(text: str | None) -> dict[str, Any]:
     return shift
 
 
-def unusable(record: dict[str, Any]) -> str | None:
-    """Why a record cannot be aggregated, or None. Its identity fields name folders and columns,
-    so they pass the checks a run applies to them (a plain folder name, lr > 0, a seed) before
-    any is used: ``scale: ../../elsewhere`` would otherwise put artefacts outside --out."""
+def unusable(record: Record) -> str | None:
+    """Why a record cannot be aggregated, or None. Its identity fields name folders and columns:
+    the reader checked them as a run does (a plain folder name, lr > 0, a seed), so that
+    ``scale: ../../elsewhere`` never puts artefacts outside --out; here its config."""
+    if record.defect is not None:
+        return record.defect
     try:
-        for key in ("sweep", "scale", "task", "optimizer"):
-            identity.check_name(record.get(key), key)
-        identity.check_lr(record.get("lr"))
-        identity.check_seed(record.get("seed"))
-        config = record.get("config", {})
-        if not isinstance(config, dict):
-            return f"its config is a {type(config).__name__}, not a mapping"
-        identity.computing(config)
+        identity.computing(record.config or {})
     except UserError as err:
         return str(err)
     except RecursionError:
@@ -79,7 +78,7 @@ def unusable(record: dict[str, Any]) -> str | None:
     return None
 
 
-def usable(found: list[dict[str, Any]], problems: list[str]) -> list[dict[str, Any]]:
+def usable(found: list[Record], problems: list[str]) -> list[Record]:
     """The records that may be aggregated; one line in ``problems`` for each other one."""
     kept = []
     for record in found:
@@ -87,7 +86,7 @@ def usable(found: list[dict[str, Any]], problems: list[str]) -> list[dict[str, A
         if why is None:
             kept.append(record)
         else:
-            problems.append(f"{record.get('_path', 'a record')} is not a usable record ({why})")
+            problems.append(f"{record.path or 'a record'} is not a usable record ({why})")
     return kept
 
 
@@ -119,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     problems: list[str] = []
-    found = from_wandb(args.wandb) if args.wandb else list(records.find(args.results, problems))
+    found = (from_wandb(args.wandb, problems) if args.wandb
+             else list(records.find(args.results, problems)))
     found = usable(found, problems)
     if not found:
         for line in problems:
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{without}")
         for note in rec.notes:
             print(f"note: {note}")
-    other = Counter(str(r.get("sweep")) for r in found if r.get("sweep") not in USED_SWEEPS)
+    other = Counter(r.sweep for r in found if r.sweep not in USED_SWEEPS)
     ignored = [f"{n} unreadable or unusable (above)" for n in [len(problems)] if n]
     ignored += [f"{n} of sweep {s!r}, which no artefact uses" for s, n in sorted(other.items())]
     for line in problems:

@@ -13,9 +13,8 @@ number is the mean and population standard deviation (ddof 0, as Table 1) of the
 over the seeds at that lr. Diverged and failed runs never win an lr; a cell whose runs all
 diverged or failed, or that has no runs, is shown as such.
 
-Records written before variants existed carry no ``variant``: it is derived by comparing their
-stored config with the current defaults of their task, optimiser and scale (a record with no
-stored config counts as the default variant).
+Records written before variants existed carry no ``variant``: the reader derives it from their
+stored config (tasks/runner/records.py).
 """
 
 from __future__ import annotations
@@ -29,8 +28,7 @@ from typing import Any
 
 from tasks.runner import identity, validation
 from tasks.runner.protocol import best_lr, lr_scores
-
-Record = dict[str, Any]
+from tasks.runner.records import Record
 
 
 def defaults_for(task: str, optimizer: str, scale: str) -> dict[str, Any]:
@@ -40,27 +38,8 @@ def defaults_for(task: str, optimizer: str, scale: str) -> dict[str, Any]:
     return identity.defaults_for(task, optimizer, scale)
 
 
-def variant(r: Mapping[str, Any]) -> dict[str, Any]:
-    for key in ("_variant", "variant"):
-        if key in r:
-            return dict(r[key])
-    config = r.get("config")
-    if config is None:
-        return {}
-    try:
-        defaults = defaults_for(str(r["task"]), str(r["optimizer"]), str(r["scale"]))
-    except Exception:  # an optimiser config that no longer exists: never the default variant
-        return {"config": identity.cell_fingerprint(config)}
-    return identity.variant_of(identity.computing(config), defaults)
-
-
-def cell_key(r: Mapping[str, Any]) -> str:
-    config = r.get("config")
-    return identity.cell_fingerprint(config) if config is not None else ""
-
-
-def usable(r: Mapping[str, Any]) -> bool:
-    return r.get("status") == "ok" and r.get("final") is not None and math.isfinite(r["final"])
+def usable(r: Record) -> bool:
+    return r.status == "ok" and r.final is not None and math.isfinite(r.final)
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -96,19 +75,19 @@ def cell(task: str, optimizer: str, runs: list[Record], goal: str) -> Cell:
         return Cell(task, optimizer, "missing")
     by_lr: dict[float, list[Record]] = defaultdict(list)
     for r in runs:
-        by_lr[float(r["lr"])].append(r)
-    scores = lr_scores((r["lr"], r["seed"], r["final"]) for r in runs if usable(r))
-    the_variant = variant(runs[0])
+        by_lr[r.lr].append(r)
+    scores = lr_scores((r.lr, r.seed, r.final) for r in runs if usable(r))
+    the_variant = dict(runs[0].variant)
     if not scores:
-        statuses = {r.get("status") for r in runs}
+        statuses = {r.status for r in runs}
         status = "diverged" if "diverged" in statuses else "failed"
         return Cell(task, optimizer, status, n_runs=len(runs), variant=the_variant)
     lr = best_lr(scores, goal)
-    at_best = sorted(by_lr[lr], key=lambda r: int(r["seed"]))
+    at_best = sorted(by_lr[lr], key=lambda r: r.seed)
     good = [r for r in at_best if usable(r)]
-    m, s = mean_std([r["final"] for r in good])
+    m, s = mean_std([r.final for r in good])
     status = "ok" if len(good) == len(at_best) else "partial"
-    return Cell(task, optimizer, status, lr, m, s, [int(r["seed"]) for r in good],
+    return Cell(task, optimizer, status, lr, m, s, [r.seed for r in good],
                 len(at_best), scores, at_best, the_variant)
 
 
@@ -126,10 +105,8 @@ class Records:
         # one record per run: a later record of the same identity and configuration wins
         latest: dict[tuple, Record] = {}
         for r in self.all:
-            r = dict(r, _variant=variant(r), _cell=cell_key(r))
-            key = (r.get("sweep"), r.get("scale"), r["task"], r["optimizer"],
-                   json.dumps(r["_variant"], sort_keys=True), r["_cell"], float(r["lr"]),
-                   int(r["seed"]))
+            key = (r.sweep, r.scale, r.task, r.optimizer, json.dumps(r.variant, sort_keys=True),
+                   r.cell_fingerprint, r.lr, r.seed)
             latest[key] = r
         self.all = list(latest.values())
 
@@ -141,16 +118,16 @@ class Records:
         says so."""
         wanted = {**(variant or {}), **self.shift}
         sweeps = set(sweeps)
-        found = [r for r in self.all if r.get("sweep") in sweeps and r["task"] == task
-                 and r["optimizer"] == optimizer and r["_variant"] == wanted]
+        found = [r for r in self.all if r.sweep in sweeps and r.task == task
+                 and r.optimizer == optimizer and r.variant == wanted]
         groups: dict[str, list[Record]] = defaultdict(list)
         for r in found:
-            groups[r["_cell"]].append(r)
+            groups[r.cell_fingerprint].append(r)
         if len(groups) <= 1:
             return found
-        newest = max(groups, key=lambda k: max(str(r.get("finished_at")) for r in groups[k]))
+        newest = max(groups, key=lambda k: max(str(r.finished_at) for r in groups[k]))
         others = [r for k, rs in groups.items() if k != newest for r in rs]
-        diff = identity.differences(others[0].get("config") or {}, groups[newest][0].get("config") or {})
+        diff = identity.differences(others[0].config or {}, groups[newest][0].config or {})
         self.notes.append(f"{task}/{optimizer}: records of {len(groups)} configurations of the same "
                           f"settings ({diff}); used the newest ({len(groups[newest])} runs), "
                           f"not a mix")
@@ -162,7 +139,7 @@ class Records:
                                                variant=variant), goal)
 
     def scales(self) -> list[str]:
-        return sorted({str(r.get("scale")) for r in self.all})
+        return sorted({r.scale for r in self.all})
 
     def of_scale(self, scale: str) -> Records:
-        return Records([r for r in self.all if str(r.get("scale")) == scale], shift=self.shift)
+        return Records([r for r in self.all if r.scale == scale], shift=self.shift)

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import csv
 from collections import defaultdict
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import published, stats
-from .selection import Cell, Records, usable, variant
+from .selection import Cell, Record, Records, usable
 
 TABLE1_OPTIMIZERS = ("nero", "sgd", "adam", "lamb")
 OPT_LABELS = {"nero": "Nero", "sgd": "SGD", "adam": "Adam", "lamb": "LAMB", "madam": "Madam",
@@ -57,7 +56,7 @@ def table1(records: Records, optimizers: tuple[str, ...] = TABLE1_OPTIMIZERS,
     """Table 1 from the default-variant records of the Table 1 sweep (rows beyond the paper
     where their records exist)."""
     if tasks is None:
-        present = {r["task"] for r in records.all if r.get("sweep") == sweep}
+        present = {r.task for r in records.all if r.sweep == sweep}
         tasks = published.tasks() + [t for t in BEYOND_TASKS if t["task"] in present]
     cells = {(t["task"], o): records.cell(sweeps=[sweep], task=t["task"], optimizer=o,
                                           goal=t["goal"])
@@ -66,13 +65,13 @@ def table1(records: Records, optimizers: tuple[str, ...] = TABLE1_OPTIMIZERS,
     return Table(tasks, list(optimizers), cells, published.table1(), caption(used))
 
 
-def caption(records: list[Mapping[str, Any]]) -> str:
+def caption(records: list[Record]) -> str:
     """Scale, hardware, seeds and commit of the runs behind a table or figure."""
-    scales = sorted({str(r.get("scale")) for r in records}) or ["none"]
-    hardware = sorted({str(r.get("hardware") or r.get("device")) for r in records}) or ["none"]
-    seeds = sorted({int(r["seed"]) for r in records})
-    commits = sorted({(r.get("git") or {}).get("commit") or "unknown" for r in records})
-    dirty = any((r.get("git") or {}).get("dirty") for r in records)
+    scales = sorted({r.scale for r in records}) or ["none"]
+    hardware = sorted({str(r.hardware or r.device) for r in records}) or ["none"]
+    seeds = sorted({r.seed for r in records})
+    commits = sorted({(r.git or {}).get("commit") or "unknown" for r in records})
+    dirty = any((r.git or {}).get("dirty") for r in records)
     text = (f"Scale: {', '.join(scales)}. Hardware: {'; '.join(hardware)}. "
             f"Seeds: {', '.join(map(str, seeds)) or 'none'}. "
             f"Commit: {', '.join(c[:10] for c in commits) or 'none'}"
@@ -88,9 +87,9 @@ def caption(records: list[Mapping[str, Any]]) -> str:
     return text
 
 
-def _shared_variant(records: list[Mapping[str, Any]]) -> dict[str, Any]:
+def _shared_variant(records: list[Record]) -> dict[str, Any]:
     """The settings, other than the defaults, that all the runs share (e.g. task.epochs=3)."""
-    variants = [variant(r) for r in records]
+    variants = [r.variant for r in records]
     if not variants:
         return {}
     return {k: v for k, v in variants[0].items() if all(w.get(k) == v for w in variants[1:])}
@@ -115,7 +114,7 @@ def cell_text(c: Cell, digits: int = 2) -> str:
 
 def interval(c: Cell) -> stats.Interval | None:
     """The cell's mean with its 95% t-interval over seeds (stats.py); None without a value."""
-    values = [r["final"] for r in c.records if usable(r)]
+    values = [r.final for r in c.records if usable(r)]
     return stats.interval(values) if values else None
 
 

@@ -24,10 +24,11 @@ from math import comb
 from pathlib import Path
 
 from tasks.runner.protocol import best_lr, lr_scores
+from tasks.runner.records import Record
 
 from . import figures, tables
 from .artefacts import Outcome, write_comparison
-from .selection import Record, Records, defaults_for
+from .selection import Records, defaults_for
 
 SWEEP = "mnist_lr_transfer"
 TASK = "mnist_mlp"
@@ -40,8 +41,8 @@ Shape = tuple[int, int]  # (width, depth)
 
 def score(r: Record) -> float:
     """The final test accuracy of a finished run; chance for one that diverged or failed."""
-    history = r.get("history") or []
-    value = history[-1].get("test_acc") if history and r.get("status") == "ok" else None
+    history = r.history
+    value = history[-1].get("test_acc") if history and r.status == "ok" else None
     return float(value) if value is not None and math.isfinite(value) else CHANCE
 
 
@@ -84,20 +85,20 @@ def collect(rec: Records) -> Sweep:
     """Scores of every (optimiser, shape) of the sweep. The records must agree on every setting
     but width, depth, lr and seed; where they do not, the most common settings are used and a
     note names the others (a table never mixes two configurations)."""
-    mine = [r for r in rec.all if r.get("sweep") == SWEEP and r["task"] == TASK]
+    mine = [r for r in rec.all if r.sweep == SWEEP and r.task == TASK]
     rest: Counter[str] = Counter()
     for r in mine:
-        rest[json.dumps({k: v for k, v in r["_variant"].items() if k not in (WIDTH, DEPTH)},
+        rest[json.dumps({k: v for k, v in r.variant.items() if k not in (WIDTH, DEPTH)},
                         sort_keys=True)] += 1
     notes = [f"ignored {n} records of other settings ({s})" for s, n in rest.most_common()[1:]]
     base = json.loads(rest.most_common(1)[0][0]) if rest else {}
     scores: dict[str, dict[Shape, dict[float, float]]] = {}
     used: list[Record] = []
-    for optimizer in dict.fromkeys(r["optimizer"] for r in mine):
-        defaults = defaults_for(TASK, optimizer, str(mine[0]["scale"]))
-        shapes = {(int(r["_variant"].get(WIDTH, defaults[WIDTH])),
-                   int(r["_variant"].get(DEPTH, defaults[DEPTH]))) for r in mine
-                  if r["optimizer"] == optimizer}
+    for optimizer in dict.fromkeys(r.optimizer for r in mine):
+        defaults = defaults_for(TASK, optimizer, mine[0].scale)
+        shapes = {(int(r.variant.get(WIDTH, defaults[WIDTH])),
+                   int(r.variant.get(DEPTH, defaults[DEPTH]))) for r in mine
+                  if r.optimizer == optimizer}
         for width, depth in sorted(shapes):
             variant = dict(base)
             for key, value, default in ((WIDTH, width, defaults[WIDTH]),
@@ -108,7 +109,7 @@ def collect(rec: Records) -> Sweep:
             if runs:
                 used += runs
                 scores.setdefault(optimizer, {})[(width, depth)] = lr_scores(
-                    (r["lr"], r["seed"], score(r)) for r in runs)
+                    (r.lr, r.seed, score(r)) for r in runs)
     shapes = sorted({s for by_shape in scores.values() for s in by_shape})
     return Sweep(scores, used, *series(shapes), notes + rec.notes)
 

@@ -23,6 +23,7 @@ from tasks.errors import UserError, report
 from . import identity, preflight, validation
 from .launch import CONF_DIR, LAUNCH_ID, SWEEP_PID
 from .launch import stop_file as stop_of
+from .records import Record
 
 validation.register_schemas()  # conf/config.yaml and conf/task/*.yaml start from them
 
@@ -160,11 +161,18 @@ def _job(cfg: DictConfig) -> dict[str, Any] | None:
                 stop_file.touch()  # a signal to one cell stops its whole launch
             return {"status": "interrupted", "reason": str(err)}
         sys.exit(3)
-    summary = {k: record.get(k) for k in ("status", "reason", "task", "optimizer", "lr", "seed",
-                                          "metric", "goal", "final", "best", "_path")}
-    if record["status"] == "failed" and not multirun:
+    if record.status == "failed" and not multirun:
         sys.exit(1)
-    return summary
+    return sweeper_result(record)
+
+
+def sweeper_result(record: Record) -> dict[str, Any]:
+    """What a cell returns to the grid sweeper (hydra_plugins/nero_sweeper/grid.py): plain values,
+    which Hydra's launchers pickle back to it."""
+    return {"status": record.status, "reason": record.reason, "task": record.task,
+            "optimizer": record.optimizer, "lr": record.lr, "seed": record.seed,
+            "metric": record.metric, "goal": record.goal, "final": record.final,
+            "best": record.best, "path": record.path}
 
 
 def main() -> None:

@@ -64,7 +64,7 @@ class Diverged(Exception):
 
 
 # -- 1-2: identity, lock, and a record that may already exist -----------------------------------
-def run(spec: RunSpec | DictConfig, stop_file: Path | None = None) -> dict[str, Any]:
+def run(spec: RunSpec | DictConfig, stop_file: Path | None = None) -> records.Record:
     """Train one cell and return its record (also written to disk); see the module docstring.
 
     ``spec``: the validated run, or a composed config, which is validated first.
@@ -92,7 +92,7 @@ def run(spec: RunSpec | DictConfig, stop_file: Path | None = None) -> dict[str, 
         raise Interrupted(f"the sweep is stopping ({why})") from None
 
 
-def reusable_record(out: Path, spec: RunSpec) -> dict[str, Any] | None:
+def reusable_record(out: Path, spec: RunSpec) -> records.Record | None:
     """The cell's record if it may stand for this run: same configuration and status ok."""
     path = out / records.RECORD
     if path.is_dir():
@@ -104,7 +104,7 @@ def reusable_record(out: Path, spec: RunSpec) -> dict[str, Any] | None:
         return None
     if existing is None or spec.run.force:
         return None
-    theirs = existing.get("config")
+    theirs = existing.config
     try:
         same = isinstance(theirs, dict) and identity.fingerprint(theirs) == spec.identity.fingerprint
     except RecursionError:
@@ -116,20 +116,20 @@ def reusable_record(out: Path, spec: RunSpec) -> dict[str, Any] | None:
                 else "it stores no config")
         raise UserError(f"{path} is the record of another configuration ({diff}); move it "
                         "away, or rerun with force=true to replace it")
-    if existing.get("status") != "ok":
+    if existing.status != "ok":
         return None
-    if spec.run.diagnostics and existing.get("diagnostics") is None:
+    if spec.run.diagnostics and existing.diagnostics is None:
         print(f"skipping {out}: its record already says ok but has no diagnostics (force=true "
               "reruns it with them)", flush=True)
     else:
         print(f"skipping {out}: its record already says ok (force=true reruns it)", flush=True)
-    existing.update(_path=str(path), skipped=True)
+    existing.skipped = True
     return existing
 
 
 # -- 3: building the run -------------------------------------------------------------------------
 def _train_cell(cell: RunSpec, out: Path, main: bool, world: int, local_rank: int,
-                stop_file: Path | None) -> dict[str, Any]:
+                stop_file: Path | None) -> records.Record:
     ident = cell.identity
     ckpt_path = out / CHECKPOINT
     if main:
@@ -163,17 +163,17 @@ def _train_cell(cell: RunSpec, out: Path, main: bool, world: int, local_rank: in
         with _checkpoint_on_signals(StopRequest(stop_file)) as stop:
             training.train(mirror, stop)
         set_mode(optimizers, "eval")
-        record.update(status="ok", reason=None, extra=task.finish())
+        record.status, record.reason, record.extra = "ok", None, task.finish()
     except (Interrupted, UserError):  # no record: resumable, or not a result at all
         progress.close()
         if mirror is not None:
             mirror.finish(None, exit_code=1)
         raise
     except Diverged as why:
-        record.update(status="diverged", reason=str(why))
+        record.status, record.reason = "diverged", str(why)
     except Exception as err:
         traceback.print_exc()
-        record.update(status="failed", reason=f"{type(err).__name__}: {err}")
+        record.status, record.reason = "failed", f"{type(err).__name__}: {err}"
     finally:
         progress.close()
         task.close()
@@ -183,12 +183,12 @@ def _train_cell(cell: RunSpec, out: Path, main: bool, world: int, local_rank: in
         records.write(out / records.RECORD, record)
         if training.diagnostics is not None:
             training.diagnostics.write_figure(out / FIGURE)
-        if record["status"] == "ok" and ckpt_path.exists() and not spec.keep_checkpoint:
+        if record.status == "ok" and ckpt_path.exists() and not spec.keep_checkpoint:
             ckpt_path.unlink()
     if mirror is not None:
-        mirror.finish(record, exit_code=0 if record["status"] == "ok" else 1)
+        mirror.finish(record, exit_code=0 if record.status == "ok" else 1)
     progress.line(_summary(record))
-    record["_path"] = str(out / records.RECORD)
+    record.path = str(out / records.RECORD)
     return record
 
 
@@ -224,50 +224,46 @@ def _build(spec: RunSpec, out: Path,
 
 
 def _record_head(spec: RunSpec, task: Task, device: torch.device, world: int,
-                 optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, Any]:
-    """What a record says before training: the run's identity, configuration and provenance."""
-    ident = spec.identity
-    return {
-        "schema": records.SCHEMA,
-        "identity": ident.as_dict(),
-        **ident.as_dict(),
-        "variant_name": ident.variant_name,
-        "fingerprint": ident.fingerprint,
-        "optimizer_family": spec.optimizer_family,
-        "optimizer_class": describe(spec.optimizer, optimizers),
-        "metric": task.metric,
-        "goal": task.goal,
-        "device": str(device) if world == 1 else f"{world} x {device.type} (DDP)",
-        "hardware": records.hardware(device),
-        "backend": backend_flags(),
-        "versions": records.versions(),
-        "git": records.git_state(REPO),
-        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "config": dict(spec.config),
-    }
+                 optimizers: dict[str, torch.optim.Optimizer]) -> records.Record:
+    """What a record says before training: the run's identity, configuration and provenance
+    (its status until training ends: failed)."""
+    return records.Record(
+        identity=spec.identity,
+        status="failed",
+        reason="the run did not finish",
+        optimizer_family=spec.optimizer_family,
+        optimizer_class=describe(spec.optimizer, optimizers),
+        metric=task.metric,
+        goal=task.goal,
+        device=str(device) if world == 1 else f"{world} x {device.type} (DDP)",
+        hardware=records.hardware(device),
+        backend=backend_flags(),
+        versions=records.versions(),
+        git=records.git_state(REPO),
+        started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        config=dict(spec.config),
+    )
 
 
-def _record_tail(record: dict[str, Any], task: Task, state: TrainState, clock: Clock,
+def _record_tail(record: records.Record, task: Task, state: TrainState, clock: Clock,
                  notes: list[str], diagnostics: Diagnostics | None) -> None:
     """What a record says after training: the metric, the history and how it ended (and, with
-    ``diagnostics=true``, the per-layer diagnostics: a record without them has no such key)."""
+    ``diagnostics=true``, the per-layer diagnostics: a record without them has none)."""
     evaluated = [e[task.metric] for e in state.history if e.get(task.metric) is not None]
-    record.update(
-        final=records.finite_or_none(evaluated[-1]) if evaluated else None,
-        best=records.finite_or_none(state.best),
-        best_epoch=state.best_epoch,
-        epochs_done=state.epoch,
-        steps=state.it,
-        history=state.history,
-        series=state.series,
-        notes=notes,
-        wall_time_s=round(clock.elapsed(), 3),
-        finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    )
+    record.final = records.finite_or_none(evaluated[-1]) if evaluated else None
+    record.best = records.finite_or_none(state.best)
+    record.best_epoch = state.best_epoch
+    record.epochs_done = state.epoch
+    record.steps = state.it
+    record.history = state.history
+    record.series = state.series
+    record.notes = notes
+    record.wall_time_s = round(clock.elapsed(), 3)
+    record.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     if diagnostics is not None:
-        record["diagnostics"] = diagnostics.as_record()
-    if record["status"] == "ok" and record["final"] is None:
-        record.update(status="failed", reason=f"{task.metric} was never available")
+        record.diagnostics = diagnostics.as_record()
+    if record.status == "ok" and record.final is None:
+        record.status, record.reason = "failed", f"{task.metric} was never available"
 
 
 # -- 4: the loop -------------------------------------------------------------------------------------
@@ -607,11 +603,9 @@ def check_writable(path: Path) -> None:
                         "another with out_dir=...") from None
 
 
-def _summary(record: dict[str, Any]) -> str:
-    variant = f" {record['variant_name']}" if record.get("variant_name") else ""
-    head = (f"{record['task']} {record['optimizer']}{variant} lr={record['lr']:g} "
-            f"seed={record['seed']}: {record['status']}")
-    if record["status"] != "ok":
-        return f"{head} ({record['reason']})"
-    return (f"{head}, final {record['metric']} {record['final']:.6g}, best {record['best']:.6g} "
-            f"({record['wall_time_s']:.1f}s)")
+def _summary(record: records.Record) -> str:
+    head = f"{record.identity.label()}: {record.status}"
+    if record.status != "ok":
+        return f"{head} ({record.reason})"
+    return (f"{head}, final {record.metric} {record.final:.6g}, best {record.best:.6g} "
+            f"({record.wall_time_s:.1f}s)")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .identity import Identity
+from .records import Record
 
 
 def _fmt(value: Any) -> str:
@@ -121,15 +122,15 @@ class WandbMirror:
 
             self.run.log({key: wandb.Image(str(path))}, commit=False)
 
-    def finish(self, record: Mapping[str, Any] | None, exit_code: int = 0) -> None:
+    def finish(self, record: Record | None, exit_code: int = 0) -> None:
         if self.run is None:
             return
         if record is not None:
             self.run.summary.update({
-                "status": record["status"],
-                "final": record.get("final"),
-                "best": record.get("best"),
-                "nero_record": json.dumps({k: v for k, v in record.items() if k != "_path"}),
+                "status": record.status,
+                "final": record.final,
+                "best": record.best,
+                "nero_record": json.dumps(record.to_json()),
             })
         self.run.finish(exit_code=exit_code)
         self.run = None

@@ -3,7 +3,6 @@ killed-and-resumed runs. Fixtures and the collection hook stay in ``tests/confte
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -13,6 +12,9 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from tasks.runner import records
+from tasks.runner.records import Record
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -31,7 +33,7 @@ def compose(*overrides: str):
     return compose_config(*overrides)
 
 
-def run_cell(tmp_path: Path, *overrides: str) -> dict:
+def run_cell(tmp_path: Path, *overrides: str) -> Record:
     from tasks.runner.loop import run
 
     cfg = compose("logger=none", "progress=false", f"out_dir={tmp_path}",
@@ -49,16 +51,16 @@ def strip_times(history: list[dict]) -> list[dict]:
     return [{k: v for k, v in e.items() if k != "time_s"} for e in history]
 
 
-def assert_resumed_as_uninterrupted(a: dict, b: dict, stderr: str) -> None:
+def assert_resumed_as_uninterrupted(a: Record, b: Record, stderr: str) -> None:
     """``b`` (killed, then resumed) says it resumed and ends with ``a``'s (uninterrupted)
     history, final and best values and step count."""
     assert "resuming" in stderr
-    assert strip_times(a["history"]) == strip_times(b["history"])
-    assert (a["final"], a["best"], a["steps"]) == (b["final"], b["best"], b["steps"])
+    assert strip_times(a.history) == strip_times(b.history)
+    assert (a.final, a.best, a.steps) == (b.final, b.best, b.steps)
 
 
 def killed_and_resumed(tmp_path: Path, args: list[str], delay: float = 0.1
-                       ) -> tuple[dict, dict, str]:
+                       ) -> tuple[Record, Record, str]:
     """Run the CLI to the end; run it again, SIGKILL it ``delay`` seconds after it has written
     its first checkpoint, and relaunch it. The run must last well beyond that moment.
     Returns (uninterrupted record, resumed record, the relaunch's stderr)."""
@@ -79,8 +81,8 @@ def killed_and_resumed(tmp_path: Path, args: list[str], delay: float = 0.1
     assert ckpt, f"the run ended before it could be killed:\n{log.read_text()[-3000:]}"
     resumed = train_cli(*args, f"out_dir={out}")
     assert resumed.returncode == 0, resumed.stderr
-    a = json.loads(first(tmp_path / "ref", "record.json").read_text())
-    b = json.loads((ckpt.parent / "record.json").read_text())
+    a = records.read(first(tmp_path / "ref", "record.json"))
+    b = records.read(ckpt.parent / "record.json")
     return a, b, resumed.stderr
 
 
