@@ -96,3 +96,11 @@ def test_the_artefact_writes_its_declared_files_with_the_best_lrs(tmp_path):
                                     for o in ("sgd", "lamb", "madam", "muon")}
     empty = registry.ARTEFACTS["lr_transfer"].make(Records([]), tmp_path / "none", ())
     assert empty.skipped and not (tmp_path / "none").exists()
+
+
+def test_a_shape_run_at_part_of_the_grid_is_left_out_not_judged_on_it():
+    rs = [r for r in runs({"adam": [0.01, 0.001, 0.1]})
+          if not (r.variant["task.depth"] == 8.0 and r.lr == 0.1)]  # its best lr not run yet
+    sweep = transfer.collect(Records(rs))
+    assert (256, 8) not in sweep.scores["adam"] and len(sweep.depths) == 1  # no depth series
+    assert "adam at width 256, depth 8: left out, 2 of the 3 lrs run" in sweep.notes

@@ -92,8 +92,7 @@ def collect(rec: Records) -> Sweep:
                         sort_keys=True)] += 1
     notes = [f"ignored {n} records of other settings ({s})" for s, n in rest.most_common()[1:]]
     base = json.loads(rest.most_common(1)[0][0]) if rest else {}
-    scores: dict[str, dict[Shape, dict[float, float]]] = {}
-    used: list[Record] = []
+    runs: dict[str, dict[Shape, list[Record]]] = {}
     for optimizer in dict.fromkeys(r.optimizer for r in mine):
         defaults = defaults_for(TASK, optimizer, mine[0].scale)
         shapes = {(int(r.variant.get(WIDTH, defaults[WIDTH])),
@@ -105,11 +104,22 @@ def collect(rec: Records) -> Sweep:
                                         (DEPTH, depth, defaults[DEPTH])):
                 if value != default:
                     variant[key] = float(value)
-            runs = rec.runs(sweeps=[SWEEP], task=TASK, optimizer=optimizer, variant=variant)
-            if runs:
-                used += runs
-                scores.setdefault(optimizer, {})[(width, depth)] = lr_scores(
-                    (r.lr, r.seed, score(r)) for r in runs)
+            found = rec.runs(sweeps=[SWEEP], task=TASK, optimizer=optimizer, variant=variant)
+            if found:
+                runs.setdefault(optimizer, {})[(width, depth)] = found
+    scores: dict[str, dict[Shape, dict[float, float]]] = {}
+    used: list[Record] = []
+    for optimizer, by_shape in runs.items():
+        grid = {r.lr for found in by_shape.values() for r in found}
+        for shape, found in by_shape.items():
+            lrs = {r.lr for r in found}
+            if lrs != grid:  # a best lr over part of the grid is no best lr
+                notes.append(f"{optimizer} at width {shape[0]}, depth {shape[1]}: left out, "
+                             f"{len(lrs)} of the {len(grid)} lrs run")
+                continue
+            used += found
+            scores.setdefault(optimizer, {})[shape] = lr_scores(
+                (r.lr, r.seed, score(r)) for r in found)
     shapes = sorted({s for by_shape in scores.values() for s in by_shape})
     return Sweep(scores, used, *series(shapes), notes + rec.notes)
 
