@@ -81,6 +81,12 @@ def test_the_claim_holds_fails_ties_and_waits_on_records_with_known_answers():
     assert verdict(runs({"nero": [0.001, 0.1, 0.01], **moving})).kind == claims.FAILS
     tie = runs({"nero": [0.01] * 3, "adam": [0.01] * 3, "sgd": [0.1, 0.01, 0.001]})
     assert verdict(tie).kind == claims.INCONCLUSIVE
+    # the same ratio at other lrs is the same move (log10 of each lr would differ in the last bit)
+    assert transfer.Sweep({"a": {(1, 1): {0.01: 1.0}, (2, 1): {0.03: 1.0}},
+                           "b": {(1, 1): {0.001: 1.0}, (2, 1): {0.003: 1.0}}}, [], [], [], []
+                          ).moves("a", [(1, 1), (2, 1)]) == transfer.Sweep(
+        {"b": {(1, 1): {0.001: 1.0}, (2, 1): {0.003: 1.0}}}, [], [], [], []).moves(
+        "b", [(1, 1), (2, 1)])
     absent = verdict(runs({"nero": [0.01] * 3, "adam": moving["adam"]}))
     assert absent.kind == claims.NOT_RUN and "--artefacts lr_transfer" in absent.run
 
