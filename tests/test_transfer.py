@@ -96,7 +96,10 @@ def test_the_artefact_writes_its_declared_files_with_the_best_lrs(tmp_path):
     outcome = registry.ARTEFACTS["lr_transfer"].make(Records(rs), tmp_path, ())
     assert sorted(p.name for p in outcome.files) == sorted(registry.ARTEFACTS["lr_transfer"].files)
     table = (tmp_path / "lr_transfer" / "lr_transfer.md").read_text()
-    assert "| Adam | 0.001 (0.9000) | 0.01 (0.9000) | 0.1 (0.9000) | 1.0 | 1.0 |" in table
+    # Adam's expected best: of one random lr, (0.9 + 0.8 + 0.7) / 3 at two shapes, (0.8 + 0.9 +
+    # 0.8) / 3 at one; of two, the better of each pair; of three, 0.9
+    assert ("| Adam | 0.001 (0.9000) | 0.01 (0.9000) | 0.1 (0.9000) | 1.0 | 1.0 | 0.811 | 0.867 "
+            "| 0.900 |") in table
     assert "| Nero | 0.01 (0.9000) | 0.01 (0.9000) | 0.01 (0.9000) | 0.0 | 0.0 |" in table
     assert set(outcome.missing) == {f"{o} ({transfer.SWEEP}: mnist_mlp)"
                                     for o in ("sgd", "lamb", "madam", "muon")}
@@ -110,3 +113,17 @@ def test_a_shape_run_at_part_of_the_grid_is_left_out_not_judged_on_it():
     sweep = transfer.collect(Records(rs))
     assert (256, 8) not in sweep.scores["adam"] and len(sweep.depths) == 1  # no depth series
     assert "adam at width 256, depth 8: left out, 2 of the 3 lrs run" in sweep.notes
+
+
+def test_a_shape_no_lr_trains_moves_infinitely_far():
+    rs = runs({"sgd": [0.1, 0.1, 0.1], "nero": [0.01] * 3, "adam": [0.001, 0.01, 0.1]})
+    for r in rs:
+        if r.optimizer == "sgd" and r.variant["task.depth"] == 8.0:
+            r.history = [{"epoch": 2, "test_acc": 0.1135}]  # chance at every lr
+    sweep = transfer.collect(Records(rs))
+    assert not sweep.trains("sgd", (256, 8)) and sweep.trains("sgd", (256, 4))
+    assert sweep.moves("sgd", sweep.depths) == math.inf
+    assert sweep.moves("sgd", sweep.widths) == 0.0
+    v = verdict(rs)  # across widths Nero and SGD tie (0 and 0); across depths SGD never trains
+    assert v.kind == claims.INCONCLUSIVE
+    assert "holds: across depths (256, 4), (256, 8): Nero's best lr moves 0.0 decades, SGD's ∞" in v.detail
