@@ -300,4 +300,4 @@ def test_benchmark_optimizer_runs_muon_beside_nero(tmp_path):
     assert {"encoder.weight", "decoder.weight"} <= set(routes["rest"]["tensors"]["model"])
     table = (out / "artefacts" / "table1" / "table1.md").read_text()
     header = next(line for line in table.splitlines() if line.startswith("| Task"))
-    assert "muon†" in header and "Nero" in header
+    assert "Muon†" in header and "Nero" in header
