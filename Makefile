@@ -75,7 +75,7 @@ slurm-down:  ## stop the local SLURM cluster
 
 slurm-test: install  ## bring the local cluster up, run the tests marked slurm, bring it down whatever happened
 	bash scripts/slurm_cluster.sh up
-	$(QUIET_WANDB) SLURM_CONF=$(SLURM_CONF) $(BIN)/python -m pytest -m slurm -v; \
+	$(QUIET_WANDB) SLURM_CONF=$(SLURM_CONF) $(BIN)/python -m pytest -m slurm -v -n 2 --dist worksteal; \
 		status=$$?; bash scripts/slurm_cluster.sh down; exit $$status
 
 bench: install  ## CPU benchmarks -> results/benchmarks/cpu.md; with CUDA also the GPU one -> gpu-<device>.md

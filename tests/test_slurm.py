@@ -45,6 +45,16 @@ def sweep(tmp: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProc
     return train_cli("-m", *CELL, *ON_SLURM, f"out_dir={tmp}", *args, timeout=timeout)
 
 
+def own_jobs(out: Path) -> list[tuple[str, str]]:
+    """(job id, time used) of the queued or running jobs this test submitted: those whose batch
+    script lies under its ``out`` (submitit writes it into the sweep's folder). The tests run two
+    at a time (make slurm-test), so the queue also holds the other test's jobs."""
+    lines = subprocess.run(["squeue", "-h", "-o", "%i|%M|%o"], capture_output=True, text=True,
+                           check=True).stdout.splitlines()
+    return [(job, used) for job, used, command in (line.split("|", 2) for line in lines)
+            if str(out) in command]
+
+
 def test_a_sweep_on_slurm_leaves_the_records_a_local_sweep_would(tmp_path):
     out = sweep(tmp_path / "slurm", "optimizer=nero,sgd", "seed=0,1")
     assert out.returncode == 0, out.stderr[-3000:]
@@ -68,9 +78,9 @@ def test_a_requeued_job_resumes_and_ends_as_an_uninterrupted_run(tmp_path):
     deadline = time.time() + 180
     while not first(tmp_path / "slurm", "checkpoint.pt") and time.time() < deadline:
         time.sleep(0.2)
-    ids = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout.split()
-    assert len(ids) == 1, ids
-    subprocess.run(["scontrol", "requeue", ids[0]], check=True)
+    jobs = own_jobs(tmp_path / "slurm")
+    assert len(jobs) == 1, jobs
+    subprocess.run(["scontrol", "requeue", jobs[0][0]], check=True)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-3000:]
     a = json.loads(first(tmp_path / "ref", "record.json").read_text())
@@ -148,9 +158,7 @@ def test_a_job_reaching_its_time_limit_checkpoints_is_requeued_and_finishes(tmp_
         pid = _wait("the job's process", lambda: _run_process(out), 60)
         os.kill(pid, signal.SIGSTOP)
         _wait("the process to stop", lambda: _state(pid) == "T", 30)
-        (job,) = subprocess.run(["squeue", "-h", "-o", "%A %M"], capture_output=True, text=True,
-                                check=True).stdout.split("\n")[:1]
-        job_id, used = job.split()  # the time used as M:SS (under the 10 min limit)
+        ((job_id, used),) = own_jobs(out)  # the time used as M:SS (under the 10 min limit)
         # The limit falls 1 to 2 min from now; SLURM warns within its 30 s check interval of
         # signal_delay_s before it, so at least 45 s before the job would be killed.
         subprocess.run(["scontrol", "update", f"JobId={job_id}",

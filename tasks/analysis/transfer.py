@@ -34,8 +34,9 @@ SWEEP = "mnist_lr_transfer"
 TASK = "mnist_mlp"
 OPTIMIZERS = ("nero", "sgd", "adam", "lamb", "madam", "muon")  # the experiment's grid
 CHANCE = 0.1
-# A shape whose best score is at most this trained at no lr of the grid (MNIST's most frequent
-# class, the digit 1, is 11.35% of its test set): its "best" lr is noise, not a choice.
+# MNIST's chance line: its most frequent class, the digit 1, is 11.2% of the training set and
+# 11.35% of the test set. A shape whose best score is at most this trained at no lr of the grid
+# (its "best" lr is noise, not a choice); the claims read "at chance" as below it.
 TRAINS_ABOVE = 0.15
 WIDTH, DEPTH = "task.width", "task.depth"
 
