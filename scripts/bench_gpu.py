@@ -29,7 +29,6 @@ import json
 import platform
 import re
 import shlex
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,6 +42,7 @@ import torch
 from torch import nn
 
 from nero import LAMB, Madam, Nero
+from tasks.timing import interleaved_medians, own_copy, synchronize
 
 REPO = Path(__file__).resolve().parent.parent
 SCHEMA = 1
@@ -96,33 +96,12 @@ def param_set(name: str, device: torch.device) -> list[torch.Tensor]:
 PARAM_SETS = ("resnet50", "mlp100", "gpt2-small")
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def bench_optimisers(name: str, device: torch.device, steps: int, warmup: int) -> dict[str, Any]:
     base = param_set(name, device)
-    runs = {}
-    for label, make in OPTIMISERS.items():
-        own = [nn.Parameter(p.detach().clone()) for p in base]
-        for p, q in zip(own, base):
-            p.grad = q.grad.clone()
-        runs[label] = make(own)
-    for opt in runs.values():
-        for _ in range(warmup):
-            opt.step()
-    sync(device)
-    times: dict[str, list[float]] = {label: [] for label in runs}
-    for _ in range(steps):
-        for label, opt in runs.items():
-            sync(device)
-            t0 = time.perf_counter()
-            opt.step()
-            sync(device)
-            times[label].append(time.perf_counter() - t0)
+    runs = {label: make(own_copy(base)) for label, make in OPTIMISERS.items()}
+    medians = interleaved_medians({k: o.step for k, o in runs.items()}, steps, warmup, device)
     return {"tensors": len(base), "parameters": sum(p.numel() for p in base),
-            "ms_per_step": {k: 1000 * statistics.median(v) for k, v in times.items()}}
+            "ms_per_step": {k: 1000 * v for k, v in medians.items()}}
 
 
 # Synthetic data of the paper's shapes for each task; ``{n}`` is the number of training items.
@@ -203,13 +182,13 @@ def bench_task(task: str, device: torch.device, steps: int) -> dict[str, Any]:
                       for r in built.modules()}
         spec = TrainSpec.resolve(run, built.epochs, built.steps_per_epoch(), device)
         stepper = loop.OptimizerStepper(optimizers, spec.grad_clip)
-        sync(device)
+        synchronize(device)
         t0, done = time.perf_counter(), 0
         for item in built.batches(0, 0):
             with spec.autocast(device):
                 built.train_step(item, stepper)
             done += 1
-        sync(device)
+        synchronize(device)
         bare_s = (time.perf_counter() - t0) / done
         bare_peak = peak_gb(device)
         built.close()

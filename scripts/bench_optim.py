@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
@@ -24,6 +22,7 @@ import torchvision
 from torch import nn
 
 from nero import LAMB, Madam, Nero
+from tasks.timing import interleaved_medians, own_copy
 
 
 def mlp(depth: int = 100, width: int = 784) -> nn.Module:
@@ -46,21 +45,6 @@ OPTIMISERS: dict[str, Callable[[list[torch.Tensor]], torch.optim.Optimizer]] = {
 }
 
 
-def own_copy(params: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Each optimiser steps its own copy: sharing tensors would let one write under another."""
-    copies = []
-    for p in params:
-        q = torch.nn.Parameter(p.detach().clone())
-        q.grad = p.grad.clone()
-        copies.append(q)
-    return copies
-
-
-def sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
 def state_elements(opt: torch.optim.Optimizer) -> int:
     return sum(
         v.numel()
@@ -77,29 +61,15 @@ def bench(name: str, model: nn.Module, device: str, rounds: int, warmup: int) ->
     for p in params:
         p.grad = torch.randn_like(p) * 1e-2
     opts = {key: make(own_copy(params)) for key, make in OPTIMISERS.items()}
-    steps: dict[str, Callable[[], None]] = {k: o.step for k, o in opts.items()}
-    with torch.no_grad():
-        for _ in range(warmup):
-            for step in steps.values():
-                step()
-        sync(device)
-        times: dict[str, list[float]] = {k: [] for k in steps}
-        for _ in range(rounds):
-            for key, step in steps.items():
-                sync(device)
-                t0 = time.perf_counter()
-                step()
-                sync(device)
-                times[key].append(time.perf_counter() - t0)
-    base = statistics.median(times["sgd(foreach)"])
+    medians = interleaved_medians({k: o.step for k, o in opts.items()}, rounds, warmup, device)
+    base = medians["sgd(foreach)"]
     n_weights = sum(p.numel() for p in params)
     adam_state = state_elements(opts["adam(foreach)"])
     nero_state = state_elements(opts["nero(fused)"])
     print(f"\n{name}: {len(params)} tensors, {n_weights:,} parameters, device {device}")
     print(f"{'optimiser':<18} {'ms/step':>9} {'x sgd':>7}")
     rows = {}
-    for key in steps:
-        med = statistics.median(times[key])
+    for key, med in medians.items():
         rows[key] = {"ms": med * 1e3, "ratio_to_sgd_foreach": med / base}
         print(f"{key:<18} {med * 1e3:9.2f} {med / base:7.2f}")
     ratio = nero_state / adam_state

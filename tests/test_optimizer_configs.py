@@ -57,7 +57,8 @@ def test_a_users_optimizer_runs_a_sweep_and_becomes_a_table1_column(tmp_path, us
         [sys.executable, str(REPO / "scripts" / "benchmark_optimizer.py"), "--optimizer",
          "signsgd", "--config-dir", str(configs), "--out", str(out), "--scale", "smoke",
          "--tasks", "wikitext2_transformer", "--", "optimizer.lr=0.01,0.1"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        cwd=REPO, env={**env, "NERO_JOBS": "1"}, capture_output=True, text=True,
+        timeout=600)  # NERO_JOBS=1: cells in the sweep's process, no worker startups
     assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-2000:]
     from tasks.runner import records
 

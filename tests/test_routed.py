@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -285,7 +286,8 @@ def test_benchmark_optimizer_runs_muon_beside_nero(tmp_path):
     done = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "benchmark_optimizer.py"), "--optimizer", "muon",
          "--out", str(out), "--scale", "smoke", "--tasks", "wikitext2_transformer", "--",
-         "optimizer.lr=0.01"], cwd=REPO, capture_output=True, text=True, timeout=600)
+         "optimizer.lr=0.01"], cwd=REPO, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "NERO_JOBS": "1"})  # cells in the sweep's process: no worker startups
     assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-2000:]
     from tasks.runner import records
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -28,8 +27,6 @@ from tests.helpers import (
     run_cell,
     train_cli,
 )
-
-SHARED_MNIST = Path(os.environ.get("NERO_MNIST_T10K", REPO.parent / "shared" / "data" / "mnist-t10k"))
 
 
 # -- records ---------------------------------------------------------------------------------
