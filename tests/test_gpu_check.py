@@ -40,6 +40,7 @@ def test_make_gpu_check_without_cuda_prints_its_stages_and_exits_0():
                          "a GPU node")
 
 
+@pytest.mark.slow
 def test_gpu_check_shards_select_every_gpu_test_once():
     """The three pytest processes of the first stage together run each gpu test exactly once."""
     from scripts.gpu_check import TEST_SHARDS

@@ -95,6 +95,7 @@ def test_bad_identity_values_are_one_line_on_the_command_line(tmp_path, override
 
 
 # -- records are never shared or reused across configurations ------------------------------------
+@pytest.mark.slow
 def test_fig3_left_sweep_gives_six_records_with_the_right_sigma(tmp_path):
     args = ("-m", "+experiment=fig3_cwn", "scale=smoke", "logger=none", f"out_dir={tmp_path}",
             "progress=false")

@@ -50,6 +50,7 @@ def user_package(tmp_path):
     return tmp_path / "userconf", env
 
 
+@pytest.mark.slow
 def test_a_users_optimizer_runs_a_sweep_and_becomes_a_table1_column(tmp_path, user_package):
     configs, env = user_package
     out = tmp_path / "results"

@@ -175,6 +175,7 @@ def test_baseline_settings_as_each_experiment_ran_them():
 
 
 # -- resume ----------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_resume_after_sigkill_gives_the_same_record(tmp_path):
     # 960 steps, a checkpoint every 7: killed long before the end, after some steps past one.
     args = ["task=mnist_mlp", "optimizer=nero", "scale=smoke", "logger=none", "task.epochs=4",
@@ -274,6 +275,7 @@ def test_bad_input_is_one_clear_line(tmp_path, args, message):
     assert not list(tmp_path.rglob("record.json"))
 
 
+@pytest.mark.slow
 def test_missing_data_and_unwritable_output(tmp_path):
     out = train_cli("task=mnist_mlp", "download=false", "logger=none",
                     f"data_dir={tmp_path / 'empty'}", f"out_dir={tmp_path / 'o'}")

@@ -139,6 +139,7 @@ def test_damaged_mnist_files_are_one_line(tmp_path, damage):
 
 
 # -- 3. one writer per cell ------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_second_launch_of_a_running_cell_is_refused_or_waits(tmp_path):
     run = cell_dir(tmp_path)
     with locks.cell_lock(run):
@@ -261,6 +262,7 @@ def test_a_sweep_with_a_bad_cell_is_refused_before_any_job(tmp_path):
     assert not any(tmp_path.rglob("record.json")) and not any(tmp_path.rglob("checkpoint.pt"))
 
 
+@pytest.mark.slow
 def test_a_sweep_reports_a_cell_that_fails_in_its_job_and_reruns_only_it(tmp_path):
     bad = cell_dir(tmp_path, "task.epochs=1", "optimizer.lr=0.1")
     bad.mkdir(parents=True)
