@@ -3,6 +3,7 @@
 # it in CI): slurmctld, slurmd and slurmdbd with MariaDB accounting, authenticated by munge.
 #
 #   scripts/slurm_cluster.sh up       # install what is missing (Debian/Ubuntu, as root), configure, start
+#   scripts/slurm_cluster.sh install  # only install what is missing (CI does it while pip runs)
 #   scripts/slurm_cluster.sh status   # sinfo and squeue
 #   scripts/slurm_cluster.sh down     # stop every daemon it started (by their pid files)
 #
@@ -171,8 +172,9 @@ down() {
 
 case "${1:-}" in
   up) up ;;
+  install) install_missing ;;
   down) down ;;
   status) export SLURM_CONF=$CONF; sinfo; squeue ;;
-  -h|--help|help) echo "usage: $0 up|down|status (see the comment at the top of $0)" ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  -h|--help|help) echo "usage: $0 up|install|down|status (see the comment at the top of $0)" ;;
+  *) echo "usage: $0 up|install|down|status" >&2; exit 2 ;;
 esac

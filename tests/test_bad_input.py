@@ -584,9 +584,9 @@ def test_a_full_disk_at_start_is_one_line(tmp_path, monkeypatch):
         def __getattr__(self, name):
             return getattr(self.f, name)
 
-    from tasks.runner import loop
+    from tasks.runner import folders
 
-    monkeypatch.setattr(loop.tempfile, "NamedTemporaryFile", Full)
+    monkeypatch.setattr(folders.tempfile, "NamedTemporaryFile", Full)
     code, text = train(*SMOKE, f"out_dir={tmp_path / 'out'}", f"data_dir={tmp_path / 'data'}")
     assert_one_line(code, text, "No space left on device")
     assert not any((tmp_path / "out").rglob("*.yaml"))

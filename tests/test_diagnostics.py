@@ -17,7 +17,8 @@ from torch import nn
 
 from nero import Nero
 from tasks.runner import checkpoints, loop, validation
-from tasks.runner.diagnostics import ANGLE_UNIT, FIGURE, STATS, Diagnostics
+from tasks.runner.diagnostics import ANGLE_UNIT, STATS, Diagnostics
+from tasks.runner.folders import FIGURE
 from tests.helpers import (
     assert_resumed_as_uninterrupted,
     compose,

@@ -45,14 +45,17 @@ def test_gpu_check_shards_select_every_gpu_test_once():
     """The three pytest processes of the first stage together run each gpu test exactly once."""
     from scripts.gpu_check import TEST_SHARDS
 
-    def selected(*args: str) -> set[str]:
-        proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", *args,
-                               "tests/test_gpu.py"], cwd=REPO, capture_output=True, text=True,
-                              timeout=300, env=HIDDEN)
-        return {ln for ln in proc.stdout.splitlines() if "::" in ln}
-
-    everything = selected("-m", "gpu")
-    shards = [selected("-m", "gpu", "-k", expr) for expr in TEST_SHARDS.values()]
+    # The four selections in one process, which imports the gpu tests (and torch) once.
+    code = ("import sys, pytest\n"
+            "for args in ([], *(['-k', e] for e in sys.argv[1:])):\n"
+            "    pytest.main(['--collect-only', '-q', '-p', 'no:cacheprovider', '-m', 'gpu', *args,"
+            " 'tests/test_gpu.py'])\n"
+            "    print('=== selection end', flush=True)\n")
+    proc = subprocess.run([sys.executable, "-c", code, *TEST_SHARDS.values()], cwd=REPO,
+                          capture_output=True, text=True, timeout=300, env=HIDDEN)
+    chunks = proc.stdout.split("=== selection end")[:-1]
+    assert len(chunks) == 1 + len(TEST_SHARDS), proc.stdout[-3000:] + proc.stderr[-3000:]
+    everything, *shards = [{ln for ln in c.splitlines() if "::" in ln} for c in chunks]
     assert len(everything) > 40 and sum(len(s) for s in shards) == len(everything)
     assert set().union(*shards) == everything
 

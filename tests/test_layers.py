@@ -11,7 +11,12 @@ when a module is loaded first from the other end.
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 ROOTS = ("nero", "tasks", "hydra_plugins", "scripts")
@@ -138,3 +143,39 @@ def test_no_import_cycle():
 
 def test_layers_only_point_down():
     assert upward(graph()) == []
+
+
+# -- torch is imported where it is needed ------------------------------------------------------
+# Importing torch takes seconds: a mistyped command line is refused before it (the config, the
+# run's keys, the task's schema, the lr and seed need none), and so is the aggregation of records
+# (only §4's memory claim builds models, and imports torch there).
+REPORT_TORCH = ("import runpy, sys\n"
+                "sys.argv = ['scripts/train.py', *sys.argv[1:]]\n"
+                "try:\n    runpy.run_path('scripts/train.py', run_name='__main__')\n"
+                "except SystemExit as e:\n    print('exit', e.code, 'torch' in sys.modules)\n")
+
+
+@pytest.mark.parametrize("bad", ["optimizer.lr=-1", "task.epochs=0", "seed=1.5", "precision=fp8",
+                                 "+task.epoch=5", "task=nope"])
+def test_a_bad_command_line_is_refused_before_torch_is_imported(tmp_path, bad):
+    out = subprocess.run([sys.executable, "-c", REPORT_TORCH, "task=mnist_mlp", "scale=smoke",
+                          "logger=none", f"out_dir={tmp_path}", bad], cwd=REPO, capture_output=True,
+                         text=True, timeout=120, env={**os.environ, "WANDB_MODE": "disabled"})
+    assert out.stdout.splitlines()[-1:] == ["exit 2 False"], out.stdout + out.stderr
+    assert out.stderr.startswith("error: ") and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_a_good_command_line_does_import_torch(tmp_path):
+    """The probe above can fail: a run that gets past the checks imports torch."""
+    out = subprocess.run([sys.executable, "-c", REPORT_TORCH, "task=mnist_mlp", "scale=smoke",
+                          "logger=none", f"out_dir={tmp_path}", "optimizer.momentum=abc",
+                          "optimizer=sgd"], cwd=REPO, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "WANDB_MODE": "disabled"})
+    assert out.stdout.splitlines()[-1:] == ["exit 2 True"], out.stdout + out.stderr
+
+
+def test_the_aggregator_imports_no_torch():
+    out = subprocess.run([sys.executable, "-c", "import sys, tasks.analysis.cli; "
+                          "print('torch' in sys.modules)"], cwd=REPO, capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.strip() == "False", out.stderr

@@ -179,8 +179,10 @@ def test_the_lock_of_a_killed_process_is_taken_over(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("jobs", [1, 2])  # 1: cells in the sweep's process; 2: worker processes
 def test_sigterm_stops_a_local_sweep_and_the_relaunch_resumes_it(tmp_path, jobs):
-    args = ["-m", *SMOKE, f"out_dir={tmp_path}", "optimizer=nero,sgd", "seed=0,1",
-            "task.n_train=12000", "task.epochs=4", "progress=false", "checkpoint.every_steps=20"]
+    # Three cells: with two at a time, one is still queued when the signal comes. 480 Nero steps
+    # a cell (~3 s): a worker sees the stop file within a second of the signal, long before then.
+    args = ["-m", *SMOKE, f"out_dir={tmp_path}", "optimizer=nero", "seed=0,1,2",
+            "task.n_train=12000", "task.epochs=2", "progress=false", "checkpoint.every_steps=20"]
     env = {**os.environ, "NERO_JOBS": str(jobs), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, str(REPO / "scripts" / "train.py"), *args], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -197,7 +199,7 @@ def test_sigterm_stops_a_local_sweep_and_the_relaunch_resumes_it(tmp_path, jobs)
                            capture_output=True, text=True, env=env, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     found = list(records.find(tmp_path))
-    assert len(found) == 4 and all(r.status == "ok" for r in found)
+    assert len(found) == 3 and all(r.status == "ok" for r in found)
     assert not any(tmp_path.rglob("checkpoint.pt"))
 
 

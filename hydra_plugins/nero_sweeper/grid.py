@@ -162,7 +162,9 @@ class GridSweeper(Sweeper):
     def _launch(self, jobs: list[list[str]], first_index: int) -> list[dict[str, Any] | None]:
         if not jobs or self.stopping:
             return [{"status": "interrupted", "reason": "the sweep was stopped"} for _ in jobs]
-        self.validate_batch_is_legal(jobs)
+        # No validate_batch_is_legal: it composes every cell once more (~0.3 s each), and
+        # _preflight has composed and checked each stage-1 cell; a stage-2 cell is one of them
+        # with another seed, which its job checks (an error there is that cell's result).
         folder = self.config.hydra.launcher.get("submitit_folder")
         if folder:
             print(f"submitting {len(jobs)} jobs; their logs: {folder}", file=sys.stderr, flush=True)

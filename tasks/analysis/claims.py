@@ -25,15 +25,17 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 import yaml
 
 from . import stats, tables, transfer
 from .artefacts import GOAL, Optimizers, Outcome
 from .published import TABLE1_TASKS
 from .selection import Cell, Record, Records, cell, defaults_for, usable
+
+if TYPE_CHECKING:  # imported where §4's models are built: the other artefacts need no torch
+    import torch
 
 HOLDS, FAILS, INCONCLUSIVE, NOT_RUN = "holds", "does not hold", "inconclusive", "not run"
 KINDS = (HOLDS, FAILS, INCONCLUSIVE, NOT_RUN)
@@ -408,6 +410,8 @@ def _build_model(task: str, cfg: dict[str, Any]) -> torch.nn.Module | None:
 
 def state_elements(optimizer: torch.optim.Optimizer) -> int:
     """Numbers an optimiser keeps: every tensor's entries, 1 for every plain number."""
+    import torch
+
     return sum(v.numel() if torch.is_tensor(v) else 1
                for state in optimizer.state.values() for v in state.values()
                if torch.is_tensor(v) or isinstance(v, int | float))
@@ -417,6 +421,8 @@ def state_elements(optimizer: torch.optim.Optimizer) -> int:
 def _counted(task: str, scale: str, cfg_text: str) -> tuple[int, int, int]:
     """(parameters, Nero's state, Adam's state) of the task's model, Adam's counted one tensor
     at a time after a step with zero gradients (torch allocates it lazily)."""
+    import torch
+
     from tasks.runner.optimizers import build_optimizer
 
     cfg = yaml.safe_load(cfg_text)

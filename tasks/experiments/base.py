@@ -27,11 +27,13 @@ import enum
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import FrozenInstanceError, dataclass, fields
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Optional, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Optional, Protocol
 
-import torch
 from omegaconf import MISSING
-from torch import nn
+
+if TYPE_CHECKING:  # the schemas are read before torch is imported (tasks/runner/validation.py)
+    import torch
+    from torch import nn
 
 
 class ScheduleKind(enum.Enum):

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from tasks.errors import UserError, report
 
 from . import identity, preflight, validation
+from .folders import check_writable
 from .launch import CONF_DIR, LAUNCH_ID, SWEEP_PID
 from .launch import stop_file as stop_of
 from .records import Record
@@ -74,8 +75,6 @@ class Preflight(Callback):
 
     @staticmethod
     def _check(validate: Any, directory: Any) -> None:
-        from .loop import check_writable
-
         try:
             validate()
             check_writable(Path(directory()))

@@ -39,7 +39,6 @@ from tasks.files import write_atomically
 
 from .records import finite_or_none
 
-FIGURE = "diagnostics.png"
 ANGLE_UNIT = "degrees"
 STATS = ("norm_mean", "norm_std", "norm_min", "norm_max", "mean_mean", "mean_std", "mean_min",
          "mean_max", "angle_mean", "angle_max")

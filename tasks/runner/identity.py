@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -34,7 +35,6 @@ from omegaconf import DictConfig, OmegaConf
 from tasks.errors import UserError
 
 from .launch import CONF_DIR
-from .optimizers import check_lr
 
 # Top-level keys, and keys under task, that do not change what a run computes.
 NOT_COMPUTING = frozenset({
@@ -137,6 +137,13 @@ def yaml_value(text: str) -> Any:
 
 
 # -- validation of the values a path is made of --------------------------------------------------
+def check_lr(lr: Any) -> float:
+    if isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr) or lr <= 0:
+        shown = list(lr) if isinstance(lr, Iterable) and not isinstance(lr, str) else lr
+        raise UserError(f"optimizer.lr must be a finite number > 0, got {shown!r}")
+    return float(lr)
+
+
 def check_seed(seed: Any) -> int:
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
         raise UserError(f"seed must be a whole number from 0 to 2**32 - 1, got {seed!r}")

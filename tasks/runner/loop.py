@@ -26,7 +26,6 @@ import os
 import random
 import signal
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -42,17 +41,16 @@ from tasks import distributed
 from tasks.errors import UserError
 from tasks.experiments import get_task
 from tasks.experiments.base import RunContext, Task
-from tasks.files import check_regular
 
 from . import checkpoints, identity, locks, records, validation
-from .diagnostics import FIGURE, Diagnostics
+from .diagnostics import Diagnostics
+from .folders import CHECKPOINT, FIGURE, check_run_folder, check_writable
 from .optimizers import build_optimizer, describe
 from .reporting import Progress, WandbMirror
 from .training import TrainSpec, TrainState
 from .validation import RunSpec
 
 REPO = Path(__file__).resolve().parents[2]
-CHECKPOINT = "checkpoint.pt"
 
 
 class Interrupted(Exception):
@@ -569,38 +567,6 @@ def backend_flags() -> dict[str, Any]:
         "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
     }
-
-
-# Files Hydra writes into a run folder, which it opens following links (its job log,
-# ``<job name>.log``, too: every ``*.log`` there is checked).
-HYDRA_FILES = (".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml")
-
-
-def check_run_folder(folder: Path) -> None:
-    """Refuse a run folder whose own files (lock, record, checkpoint, Hydra's) are links, FIFOs,
-    folders or devices, before Hydra or the runner opens one (tasks/files.py says why)."""
-    logs = sorted(folder.glob("*.log")) if folder.is_dir() else []
-    check_regular([folder / locks.LOCK, folder / records.RECORD, folder / CHECKPOINT,
-                   folder / FIGURE, *(folder / name for name in HYDRA_FILES), *logs],
-                  folders=[folder / ".hydra"])
-
-
-# Bytes the writability probe writes: a folder with less room than this fails here, before
-# Hydra writes its files into it, not in the middle of Hydra's start.
-PROBE_BYTES = 1 << 20
-
-
-def check_writable(path: Path) -> None:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        # A probe of our own: DDP ranks check the same directory at the same moment.
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test") as probe:
-            probe.write(bytes(PROBE_BYTES))
-            probe.flush()
-            os.fsync(probe.fileno())
-    except OSError as err:
-        raise UserError(f"cannot write to output directory {path} ({err.strerror}); choose "
-                        "another with out_dir=...") from None
 
 
 def _summary(record: records.Record) -> str:

@@ -27,6 +27,7 @@ import torch
 
 from tasks.errors import UserError
 
+from .identity import check_lr
 from .routed import Routed, check_rule, route, tensors_of
 
 # Keys of an optimizer config that the runner uses itself (not passed to the constructor):
@@ -239,11 +240,6 @@ def check_type(cls: type, key: str, value: Any, where: str) -> None:
                     f"{value!r}{quoted}")
 
 
-def check_lr(lr: Any) -> float:
-    if isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr) or lr <= 0:
-        shown = list(lr) if isinstance(lr, Iterable) and not isinstance(lr, str) else lr
-        raise UserError(f"optimizer.lr must be a finite number > 0, got {shown!r}")
-    return float(lr)
 
 
 def check_options(cfg: Mapping[str, Any]) -> None:

@@ -18,6 +18,7 @@ from tasks.errors import UserError
 from tasks.experiments.data.prepare import ITEMS
 
 from . import validation
+from .folders import check_run_folder
 
 
 def problems(configs: Iterable[DictConfig], labels: Iterable[str] = ()) -> list[str]:
@@ -31,8 +32,6 @@ def problems(configs: Iterable[DictConfig], labels: Iterable[str] = ()) -> list[
         try:
             spec = validation.validate(cfg)
             needs = spec.task.needs()
-            from .loop import check_run_folder
-
             check_run_folder(spec.identity.directory(spec.run.out_dir))
         except UserError as err:
             lines.append(f"{label}: {err}" if label else str(err))

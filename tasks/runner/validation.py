@@ -35,7 +35,6 @@ from tasks.experiments import SCHEMAS
 from tasks.experiments.base import Checked, TaskConfig, require, seal
 
 from . import identity
-from .optimizers import check_options
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -214,8 +213,12 @@ def validate(cfg: DictConfig) -> RunSpec:
     task = task_config(data)
     optimizer = data.get("optimizer") or {}
     check_roles(optimizer, task)
+    ident = identity.of(cfg)  # the lr, seed and names
+    # Imported here: a config refused above is reported without torch's seconds of import.
+    from .optimizers import check_options
+
     check_options(optimizer)
-    return RunSpec(run=run, task=task, optimizer=optimizer, identity=identity.of(cfg),
+    return RunSpec(run=run, task=task, optimizer=optimizer, identity=ident,
                    optimizer_family=identity.choices_of(cfg).get("optimizer_family", "none"),
                    config=data)
 
