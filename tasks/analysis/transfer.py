@@ -33,7 +33,7 @@ from .selection import Records, defaults_for
 SWEEP = "mnist_lr_transfer"
 TASK = "mnist_mlp"
 OPTIMIZERS = ("nero", "sgd", "adam", "lamb", "madam", "muon")  # the experiment's grid
-CHANCE = 0.1
+CHANCE = 0.1  # the score of a run that diverged or failed: 1 in 10 classes
 # MNIST's chance line: its most frequent class, the digit 1, is 11.2% of the training set and
 # 11.35% of the test set. A shape whose best score is at most this trained at no lr of the grid
 # (its "best" lr is noise, not a choice); the claims read "at chance" as below it.
