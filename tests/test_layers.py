@@ -155,22 +155,24 @@ REPORT_TORCH = ("import runpy, sys\n"
                 "except SystemExit as e:\n    print('exit', e.code, 'torch' in sys.modules)\n")
 
 
+def train_reporting_torch(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", REPORT_TORCH, "task=mnist_mlp", "scale=smoke",
+                           "logger=none", f"out_dir={tmp_path}", *overrides], cwd=REPO,
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "WANDB_MODE": "disabled"})
+
+
 @pytest.mark.parametrize("bad", ["optimizer.lr=-1", "task.epochs=0", "seed=1.5", "precision=fp8",
                                  "+task.epoch=5", "task=nope"])
 def test_a_bad_command_line_is_refused_before_torch_is_imported(tmp_path, bad):
-    out = subprocess.run([sys.executable, "-c", REPORT_TORCH, "task=mnist_mlp", "scale=smoke",
-                          "logger=none", f"out_dir={tmp_path}", bad], cwd=REPO, capture_output=True,
-                         text=True, timeout=120, env={**os.environ, "WANDB_MODE": "disabled"})
+    out = train_reporting_torch(tmp_path, bad)
     assert out.stdout.splitlines()[-1:] == ["exit 2 False"], out.stdout + out.stderr
     assert out.stderr.startswith("error: ") and len(out.stderr.strip().splitlines()) == 1
 
 
 def test_a_good_command_line_does_import_torch(tmp_path):
     """The probe above can fail: a run that gets past the checks imports torch."""
-    out = subprocess.run([sys.executable, "-c", REPORT_TORCH, "task=mnist_mlp", "scale=smoke",
-                          "logger=none", f"out_dir={tmp_path}", "optimizer.momentum=abc",
-                          "optimizer=sgd"], cwd=REPO, capture_output=True, text=True, timeout=120,
-                         env={**os.environ, "WANDB_MODE": "disabled"})
+    out = train_reporting_torch(tmp_path, "optimizer.momentum=abc", "optimizer=sgd")
     assert out.stdout.splitlines()[-1:] == ["exit 2 True"], out.stdout + out.stderr
 
 
